@@ -1,0 +1,1 @@
+"""Ambassador-pattern helpers: local proxies that represent remote services to the app."""

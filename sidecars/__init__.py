@@ -1,0 +1,1 @@
+"""Sidecar-pattern helpers: containers that extend the main container of a pod."""

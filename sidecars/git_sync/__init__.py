@@ -1,0 +1,1 @@
+"""git-sync: keep a git ref checked out in a shared volume, published atomically."""
