@@ -1,4 +1,4 @@
-"""Entry point of metrics-adapter (placeholder until the service lands: --help and --version work)."""
+"""Entry point of metrics-adapter (a placeholder until the service lands)."""
 
 from __future__ import annotations
 

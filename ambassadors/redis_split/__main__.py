@@ -1,4 +1,4 @@
-"""Entry point of redis-ambassador (placeholder until the service lands: --help and --version work)."""
+"""Entry point of redis-ambassador (a placeholder until the service lands)."""
 
 from __future__ import annotations
 

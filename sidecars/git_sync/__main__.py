@@ -1,4 +1,4 @@
-"""Entry point of git-sync (placeholder until the service lands: --help and --version work)."""
+"""Entry point of git-sync (a placeholder until the service lands)."""
 
 from __future__ import annotations
 
