@@ -17,8 +17,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 from sidecars.git_sync import config as config_mod
-from sidecars.git_sync.config import Action, Config
+from sidecars.git_sync.config import Action, Config, PublishMode
 from sidecars.git_sync.credentials import CredentialStore
+from sidecars.git_sync.exchange import ExchangePublisher
 from sidecars.git_sync.flags import FLAGS, ConfigError, UsageError, collect, usage
 from sidecars.git_sync.gitconfig import PrivateConfig, parse_git_config, write_private_config
 from sidecars.git_sync.gitexec import Git
@@ -26,7 +27,7 @@ from sidecars.git_sync.hooks import Exechook, HookRunner, Webhook, hook_environm
 from sidecars.git_sync.http import HttpEndpoint, HttpState
 from sidecars.git_sync.jsonlog import Logger
 from sidecars.git_sync.loop import Loop, Schedule
-from sidecars.git_sync.publish import Publisher
+from sidecars.git_sync.publish import Publisher, SymlinkPublisher
 from sidecars.git_sync.repo import Repo, RepoSettings
 from sidecars.git_sync.sync import Syncer, Verification
 
@@ -39,7 +40,7 @@ $GIT_SYNC_* names), exit codes and metric names follow kubernetes/git-sync v4.
 Beyond upstream:
   --sync-trigger-secret-file / $GITSYNC_SYNC_TRIGGER_SECRET  enable POST /sync for push webhooks
       (GitHub X-Hub-Signature-256, Gitea/Gogs signatures, GitLab X-Gitlab-Token); 401 otherwise.
-  --publish-mode=exchange  reserved for a real-directory publish (renameat2 RENAME_EXCHANGE).
+  --publish-mode=exchange  publish a real directory, swapped with renameat2(RENAME_EXCHANGE).
   --verify-signatures --allowed-signers-file=F  publish only commits with a trusted SSH signature.
 """
 
@@ -121,7 +122,11 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
         sparse_checkout_file=cfg.sparse_checkout_file,
     )
     repo = Repo(settings, git, log)
-    publisher = Publisher(root, link, repo.worktrees)
+    publisher: Publisher = (
+        ExchangePublisher(root, link, repo.worktrees, git)
+        if cfg.publish_mode is PublishMode.EXCHANGE
+        else SymlinkPublisher(root, link, repo.worktrees)
+    )
     publisher.remove_leftovers()
     syncer = Syncer(
         repo,

@@ -35,8 +35,9 @@ verify_failures = Counter(
 
 
 class _AskpassCalls(Collector):
-    """Upstream names this counter without the ``_total`` suffix that prometheus-client's
-    Counter always adds, so it is exposed by hand with the exact upstream name."""
+    """Upstream names this counter without the ``_total`` suffix. prometheus-client adds that
+    suffix to every counter (even in the TYPE line), so the series is exposed untyped, with the
+    exact upstream sample name that queries and alerts use."""
 
     def __init__(self) -> None:
         self.counts = {SUCCESS: 0.0, ERROR: 0.0}
@@ -48,7 +49,7 @@ class _AskpassCalls(Collector):
         metric = Metric(
             "git_sync_askpass_calls",
             "How many git askpass calls completed, partitioned by state (success, error)",
-            "counter",
+            "unknown",
         )
         for status, value in self.counts.items():
             metric.add_sample("git_sync_askpass_calls", {"status": status}, value)

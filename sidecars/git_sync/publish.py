@@ -13,11 +13,28 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Protocol
 
 TMP_LINK = "tmp-link"
 
 
-class Publisher:
+class Publisher(Protocol):
+    """Makes a complete worktree visible to the consumer in one atomic step."""
+
+    worktrees: Path
+
+    def remove_leftovers(self) -> None: ...
+
+    def current(self) -> Path | None: ...
+
+    def current_hash(self) -> str: ...
+
+    async def publish(self, worktree: Path, deadline: float) -> Path | None: ...
+
+    def remove_stale(self, timeout: float, keep: str) -> int: ...
+
+
+class SymlinkPublisher:
     def __init__(self, root: Path, link: Path, worktrees: Path) -> None:
         self.root = root
         self.link = link
@@ -44,8 +61,11 @@ class Publisher:
             return ""
         return current.name
 
-    def publish(self, worktree: Path) -> Path | None:
+    async def publish(self, worktree: Path, deadline: float) -> Path | None:
         """Point the link at ``worktree``; return the previously published path, if any."""
+        return self.swap(worktree)
+
+    def swap(self, worktree: Path) -> Path | None:
         previous = self.current()
         self.link.parent.mkdir(parents=True, exist_ok=True)
         relative = os.path.relpath(worktree, self.link.parent)
@@ -68,19 +88,23 @@ class Publisher:
         return previous
 
     def remove_stale(self, timeout: float, keep: str) -> int:
-        """Remove worktrees other than ``keep`` not used for ``timeout`` seconds; return count."""
-        if not self.worktrees.is_dir():
-            return 0
-        removed = 0
-        now = time.time()
-        for entry in self.worktrees.iterdir():
-            if entry.name == keep:
-                continue
-            try:
-                age = now - entry.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            if age > timeout:
-                shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
-        return removed
+        return remove_stale_worktrees(self.worktrees, timeout, keep)
+
+
+def remove_stale_worktrees(worktrees: Path, timeout: float, keep: str) -> int:
+    """Remove worktrees other than ``keep`` not used for ``timeout`` seconds; return count."""
+    if not worktrees.is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    for entry in worktrees.iterdir():
+        if entry.name == keep:
+            continue
+        try:
+            age = now - entry.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age > timeout:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed

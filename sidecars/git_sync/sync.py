@@ -74,7 +74,7 @@ class Syncer:
         if self.verification is not None:
             await self._verify(sha, deadline)
         worktree = await self.repo.build_worktree(sha, deadline)
-        self.publisher.publish(worktree)
+        await self.publisher.publish(worktree, deadline)
         self.log.info(0, "updated successfully", ref=self.repo.s.ref, remote=sha)
         if (
             current_path is not None
