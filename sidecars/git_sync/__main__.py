@@ -131,7 +131,7 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
     syncer = Syncer(
         repo,
         publisher,
-        CredentialStore(cfg.credentials, cfg.askpass_url, git, log),
+        CredentialStore(cfg.credentials, cfg.askpass_url, cfg.repo, git, log),
         log,
         cfg.stale_worktree_timeout,
         cfg.git_gc,

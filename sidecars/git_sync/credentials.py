@@ -35,9 +35,15 @@ class _Approved:
 
 class CredentialStore:
     def __init__(
-        self, credentials: tuple[Credential, ...], askpass_url: str, git: Git, log: Logger
+        self,
+        credentials: tuple[Credential, ...],
+        askpass_url: str,
+        repo_url: str,
+        git: Git,
+        log: Logger,
     ) -> None:
         self.credentials = credentials
+        self.repo_url = repo_url
         self.askpass_url = askpass_url
         self.git = git
         self.log = log
@@ -63,8 +69,8 @@ class CredentialStore:
                 raise CredentialError(f"askpass URL failed: {err}") from None
             metrics.askpass_calls.inc(metrics.SUCCESS)
             self.log.redact.add(password)
-            for url in {cred.url for cred in self.credentials} or {""}:
-                await self._approve(url, username, password, deadline)
+            # As upstream: what the askpass URL returns is the credential for --repo.
+            await self._approve(self.repo_url, username, password, deadline)
 
     def _ask(self) -> tuple[str, str]:
         with urllib.request.urlopen(self.askpass_url, timeout=10) as response:

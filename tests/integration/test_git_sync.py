@@ -574,3 +574,123 @@ def test_metrics_use_upstream_names(
     assert metric(text, "git_sync_askpass_calls", 'status="success"') == 0
     assert 'git_sync_askpass_calls{status="error"} 0.0' in text
     assert "# TYPE git_sync_hook_run_count_total counter" in text
+
+
+# -- recovery and layout -------------------------------------------------------------------------
+
+
+def test_recovers_when_the_worktree_or_the_link_is_removed(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    import shutil
+
+    root = tmp_path / "root"
+    link = root / "current"
+    start_git_sync(*common(git_remote.url, root, "--period=50ms"))
+    head = git_remote.head()
+    wait_for(lambda: published_hash(link) == head, what="first sync")
+    shutil.rmtree(root / ".worktrees" / head)
+    wait_for(lambda: (link / "index.html").exists(), what="worktree rebuilt")
+    link.unlink()
+    wait_for(lambda: (link / "index.html").exists(), what="link restored")
+    assert published_hash(link) == head
+
+
+def test_corrupt_root_is_wiped_and_resynced(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "junk.txt").write_text("left over by something else")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("garbage\n")
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert not (root / "junk.txt").exists()
+    assert published_hash(root / "current") == git_remote.head()
+
+
+def test_v3_layout_is_migrated(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    """v3 kept a checkout in the root and worktrees at ``<root>/<sha>``."""
+    root = tmp_path / "root"
+    head = git_remote.head()
+    git("clone", "-q", git_remote.url, str(root))
+    git("worktree", "add", "-q", "--detach", str(root / head), head, cwd=root)
+    os.symlink(head, root / "current")
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert os.readlink(root / "current") == f".worktrees/{head}"
+    assert not (root / head).exists()
+    assert (root / "current" / "index.html").read_text() == "<h1>first</h1>\n"
+
+
+def test_askpass_url_supplies_credentials(
+    git_http_remote: GitHttpRemote,
+    tmp_path: Path,
+    start_git_sync: Start,
+    unused_port: Callable[[], int],
+) -> None:
+    body = f"username={git_http_remote.username}\npassword={git_http_remote.password}\n".encode()
+
+    class Askpass(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Askpass)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = unused_port()
+    root = tmp_path / "root"
+    try:
+        sync = start_git_sync(
+            *common(git_http_remote.url, root, "--period=10s"),
+            f"--askpass-url=http://127.0.0.1:{server.server_address[1]}/creds",
+            f"--http-bind=127.0.0.1:{port}",
+            "--http-metrics",
+        )
+        wait_for(
+            lambda: published_hash(root / "current") == git_http_remote.remote.head(),
+            what="sync with askpass credentials",
+        )
+        text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+        assert metric(text, "git_sync_askpass_calls", 'status="success"') >= 1
+        assert git_http_remote.password not in sync.logs()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_verify_signatures_publishes_only_trusted_commits(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    import subprocess
+
+    from tests.fixtures.requirements import require_program
+
+    keygen = require_program("ssh-keygen")
+    key = tmp_path / "signing-key"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"test@podpatterns.invalid {(tmp_path / 'signing-key.pub').read_text()}")
+    signed = git_remote.commit({"index.html": "signed\n"}, sign_with=key)
+    root, port = tmp_path / "root", unused_port()
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--period=50ms", "--max-failures=-1"),
+        "--verify-signatures",
+        f"--allowed-signers-file={signers}",
+        f"--http-bind=127.0.0.1:{port}",
+        "--http-metrics",
+    )
+    wait_for(lambda: published_hash(root / "current") == signed, what="signed commit published")
+    git_remote.commit({"index.html": "unsigned\n"})
+    wait_for(lambda: "no trusted signature" in sync.logs(), what="unsigned commit refused")
+    assert published_hash(root / "current") == signed
+    text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert metric(text, "git_sync_verify_failures_total") >= 1
