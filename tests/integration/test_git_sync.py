@@ -1,0 +1,696 @@
+"""git-sync against real git remotes, run as the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from tests.fixtures.git_remote import GitHttpRemote, GitRemote, git
+from tests.integration.git_sync_process import (
+    GitSync,
+    http_get,
+    metric,
+    published_hash,
+    wait_for,
+)
+
+Start = Callable[..., GitSync]
+
+
+@pytest.fixture
+def start_git_sync(tmp_path: Path) -> Iterator[Start]:
+    started: list[GitSync] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> GitSync:
+        process = GitSync(args, tmp_path, env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def common(remote: str, root: Path, *extra: str) -> list[str]:
+    return [f"--repo={remote}", f"--root={root}", "--link=current", *extra]
+
+
+# -- the on-disk contract ------------------------------------------------------------------------
+
+
+def test_initial_sync_publishes_a_relative_link_to_a_worktree_per_commit(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--ref=main", "--one-time"))
+    assert sync.wait_exit() == 0, sync.logs()
+    link = root / "current"
+    target = os.readlink(link)
+    assert not os.path.isabs(target)
+    assert os.path.basename(target) == git_remote.head()
+    assert Path(target).parent == Path(".worktrees")
+    assert (link / "index.html").read_text() == "<h1>first</h1>\n"
+    gitdir = (link / ".git").read_text()
+    assert gitdir.startswith("gitdir: ../../.git/worktrees/")
+    # The root holds the repository, never a checkout.
+    assert sorted(p.name for p in root.iterdir()) == [".git", ".worktrees", "current"]
+    assert git("rev-parse", "HEAD", cwd=link) == git_remote.head()
+
+
+def test_update_after_push_moves_the_link_and_removes_the_old_worktree(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    root = tmp_path / "root"
+    link = root / "current"
+    start_git_sync(*common(git_remote.url, root, "--period=100ms", "--git-gc=off"))
+    first = git_remote.head()
+    wait_for(lambda: published_hash(link) == first, what="first sync")
+    second = git_remote.commit({"index.html": "<h1>second</h1>\n"})
+    wait_for(lambda: published_hash(link) == second, what="second commit published")
+    assert (link / "index.html").read_text() == "<h1>second</h1>\n"
+    wait_for(lambda: not (root / ".worktrees" / first).exists(), what="stale worktree removed")
+
+
+@pytest.mark.parametrize("kind", ["tag", "annotated", "sha"])
+def test_tags_annotated_tags_and_shas(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, kind: str
+) -> None:
+    first = git_remote.head()
+    if kind == "sha":
+        ref = first
+    else:
+        ref = "v1.0"
+        git_remote.tag(ref, annotated=kind == "annotated")
+    git_remote.commit({"index.html": "<h1>later</h1>\n"})  # the branch moves on
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, f"--ref={ref}", "--one-time"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert published_hash(root / "current") == first
+    assert (root / "current" / "index.html").read_text() == "<h1>first</h1>\n"
+
+
+def test_nonexistent_ref_exits_non_zero_without_a_link(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--ref=no-such-branch"))
+    assert sync.wait_exit() == 1
+    assert not os.path.lexists(root / "current")
+    errors = [r for r in sync.log_records() if r.get("error")]
+    assert errors and "no-such-branch" in str(errors[-1]["error"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["--no-such-flag"], 2, "unknown flag: --no-such-flag"),
+        (["--period=soon"], 2, "invalid value 'soon' for --period flag"),
+        (["--period=1ms"], 1, "invalid flag: --period must be at least 10ms"),
+        (["--submodules=maybe"], 1, "--submodules must be one of"),
+    ],
+)
+def test_malformed_flags_give_one_clear_line(
+    tmp_path: Path, start_git_sync: Start, argv: list[str], code: int, message: str
+) -> None:
+    sync = start_git_sync("--repo=file:///nowhere", f"--root={tmp_path / 'r'}", *argv)
+    assert sync.wait_exit() == code
+    output = sync.logs()
+    assert message in output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) <= 2
+
+
+def test_malformed_env_gives_one_clear_line(tmp_path: Path, start_git_sync: Start) -> None:
+    sync = start_git_sync(
+        env={"GITSYNC_REPO": "file:///x", "GITSYNC_ROOT": str(tmp_path), "GITSYNC_DEPTH": "deep"}
+    )
+    assert sync.wait_exit() == 1
+    assert (
+        sync.logs().strip()
+        == "invalid value 'deep' for $GITSYNC_DEPTH: invalid literal for int() with base 10: 'deep'"
+    )
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def test_remote_down_keeps_the_last_good_tree_counts_failures_and_recovers(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    root, port = tmp_path / "root", unused_port()
+    link = root / "current"
+    start_git_sync(
+        *common(git_remote.url, root, "--period=100ms", "--max-failures=-1"),
+        f"--http-bind=127.0.0.1:{port}",
+        "--http-metrics",
+    )
+    first = git_remote.head()
+    wait_for(lambda: published_hash(link) == first, what="first sync")
+    hidden = git_remote.bare.with_name("hidden.git")
+    git_remote.bare.rename(hidden)
+    try:
+
+        def errors() -> float:
+            return metric(
+                http_get(f"http://127.0.0.1:{port}/metrics")[1],
+                "git_sync_count_total",
+                'status="error"',
+            )
+
+        wait_for(lambda: errors() >= 3, what="three failed syncs counted")
+        assert published_hash(link) == first
+        assert (link / "index.html").read_text() == "<h1>first</h1>\n"
+        assert http_get(f"http://127.0.0.1:{port}/")[0] == 200
+    finally:
+        hidden.rename(git_remote.bare)
+    second = git_remote.commit({"index.html": "<h1>back</h1>\n"})
+    wait_for(lambda: published_hash(link) == second, what="recovery after the remote returns")
+
+
+def test_max_failures_is_honoured(tmp_path: Path, start_git_sync: Start) -> None:
+    sync = start_git_sync(
+        *common(f"file://{tmp_path}/missing.git", tmp_path / "root", "--period=10ms"),
+        "--max-failures=2",
+    )
+    assert sync.wait_exit() == 1
+    messages = [r["msg"] for r in sync.log_records()]
+    assert messages.count("error syncing repo, will retry") == 2
+    assert messages.count("too many failures, aborting") == 1
+
+
+def test_force_push_and_deleted_branch(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    root = tmp_path / "root"
+    link = root / "current"
+    first = git_remote.head()
+    feature = git_remote.commit({"f.txt": "feature\n"}, branch="feature")
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--ref=feature", "--period=50ms", "--max-failures=-1")
+    )
+    wait_for(lambda: published_hash(link) == feature, what="feature published")
+    # Force-push the branch back to the first commit.
+    git("push", "-q", "--force", "origin", f"{first}:refs/heads/feature", cwd=git_remote.work)
+    wait_for(lambda: published_hash(link) == first, what="force-push followed")
+    # Delete the branch: the last good tree stays published and errors are logged.
+    git("push", "-q", "origin", ":refs/heads/feature", cwd=git_remote.work)
+    wait_for(lambda: "error syncing repo" in sync.logs(), what="deleted branch reported")
+    assert published_hash(link) == first
+
+
+# -- auth ----------------------------------------------------------------------------------------
+
+
+def test_http_basic_auth_with_password_file(
+    git_http_remote: GitHttpRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text(git_http_remote.password)
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_http_remote.url, root, "--one-time", "-v", "6"),
+        f"--username={git_http_remote.username}",
+        f"--password-file={password_file}",
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    assert published_hash(root / "current") == git_http_remote.remote.head()
+    assert git_http_remote.password not in sync.logs()
+
+
+def test_password_from_env_and_wrong_password(
+    git_http_remote: GitHttpRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    ok = start_git_sync(
+        *common(git_http_remote.url, tmp_path / "ok", "--one-time"),
+        env={
+            "GITSYNC_USERNAME": git_http_remote.username,
+            "GITSYNC_PASSWORD": git_http_remote.password,
+        },
+    )
+    assert ok.wait_exit() == 0, ok.logs()
+    bad = start_git_sync(
+        *common(git_http_remote.url, tmp_path / "bad", "--one-time"),
+        env={"GITSYNC_USERNAME": git_http_remote.username, "GITSYNC_PASSWORD": "wrong-pass"},
+    )
+    assert bad.wait_exit() == 1
+    assert not os.path.lexists(tmp_path / "bad" / "current")
+    assert "wrong-pass" not in bad.logs()
+
+
+def test_credentials_in_the_url_are_redacted(
+    git_http_remote: GitHttpRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    url = git_http_remote.url.replace(
+        "http://", f"http://{git_http_remote.username}:{git_http_remote.password}@"
+    )
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(url, root, "--one-time", "-v", "6"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert published_hash(root / "current") == git_http_remote.remote.head()
+    assert git_http_remote.password not in sync.logs()
+    assert "REDACTED" in sync.logs()
+    # The password never reached git's command line: it went through the credential cache.
+    assert git_http_remote.password not in (root / ".git" / "config").read_text()
+
+
+def test_password_file_is_reread_every_sync(
+    git_http_remote: GitHttpRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("not-yet-right")
+    root = tmp_path / "root"
+    start_git_sync(
+        *common(git_http_remote.url, root, "--period=100ms", "--max-failures=-1"),
+        f"--username={git_http_remote.username}",
+        f"--password-file={password_file}",
+    )
+    wait_for(lambda: len(git_http_remote.requests) >= 2, what="a refused attempt")
+    assert not os.path.lexists(root / "current")
+    password_file.write_text(git_http_remote.password)
+    wait_for(
+        lambda: published_hash(root / "current") == git_http_remote.remote.head(),
+        what="sync after the Secret was updated",
+    )
+
+
+# -- error file, touch file, readiness -----------------------------------------------------------
+
+
+def test_error_file_holds_the_git_error_and_is_removed_after_success(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    root, port = tmp_path / "root", unused_port()
+    start_git_sync(
+        *common(git_remote.url, root, "--ref=later", "--period=100ms", "--max-failures=-1"),
+        "--error-file=error.json",
+        "--touch-file=synced",
+        f"--http-bind=127.0.0.1:{port}",
+    )
+    error_file = root / "error.json"
+    wait_for(error_file.exists, what="error file")
+    payload = json.loads(error_file.read_text())
+    assert set(payload) == {"Msg", "Err", "Args"}
+    assert "later" in payload["Err"]
+    assert http_get(f"http://127.0.0.1:{port}/")[0] == 503
+    assert not (root / "synced").exists()
+    later = git_remote.commit({"index.html": "later\n"}, branch="later")
+    wait_for(lambda: published_hash(root / "current") == later, what="ref appears")
+    wait_for(lambda: not error_file.exists(), what="error file removed")
+    assert (root / "synced").exists()
+    assert http_get(f"http://127.0.0.1:{port}/")[0] == 200
+
+
+# -- hooks ---------------------------------------------------------------------------------------
+
+
+def test_exechook_runs_in_the_worktree_with_the_hash(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    out = tmp_path / "hook.out"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$GITSYNC_HASH $(pwd) $(cat index.html)" >> {out}\n')
+    hook.chmod(0o755)
+    root, port = tmp_path / "root", unused_port()
+    start_git_sync(
+        *common(git_remote.url, root, "--period=100ms"),
+        f"--exechook-command={hook}",
+        f"--http-bind=127.0.0.1:{port}",
+        "--http-metrics",
+    )
+    first = git_remote.head()
+    wait_for(lambda: out.exists() and first in out.read_text(), what="hook for the first sync")
+    second = git_remote.commit({"index.html": "two"})
+    wait_for(lambda: second in out.read_text(), what="hook for the second commit")
+    lines = out.read_text().splitlines()
+    assert lines[-1] == f"{second} {root.resolve() / '.worktrees' / second} two"
+    text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert metric(text, "git_sync_hook_run_count_total", 'name="exechook",status="success"') >= 2
+
+
+def test_failing_exechook_fails_one_time(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    sync = start_git_sync(
+        *common(git_remote.url, tmp_path / "root", "--one-time"),
+        "--exechook-command=/bin/false",
+    )
+    assert sync.wait_exit() == 1
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    calls: ClassVar[list[tuple[str, str]]] = []
+
+    def do_POST(self) -> None:
+        type(self).calls.append((self.command, self.headers.get("Gitsync-Hash", "")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_webhook_is_called_with_the_hash(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    _Recorder.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sync = start_git_sync(
+            *common(git_remote.url, tmp_path / "root", "--one-time"),
+            f"--webhook-url=http://127.0.0.1:{server.server_address[1]}/hook",
+        )
+        assert sync.wait_exit() == 0, sync.logs()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Recorder.calls == [("POST", git_remote.head())]
+
+
+# -- signals and the push trigger ----------------------------------------------------------------
+
+
+def test_sync_on_signal(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--period=1h", "--sync-on-signal=HUP"))
+    wait_for(lambda: published_hash(root / "current") == git_remote.head(), what="first sync")
+    second = git_remote.commit({"index.html": "signalled"})
+    sync.signal(signal.SIGHUP)
+    wait_for(lambda: published_hash(root / "current") == second, what="sync on SIGHUP")
+
+
+def test_push_trigger_requires_a_valid_signature(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    from sidecars.git_sync.trigger import sign
+
+    root, port = tmp_path / "root", unused_port()
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("webhook-secret\n")
+    start_git_sync(
+        *common(git_remote.url, root, "--period=1h"),
+        f"--http-bind=127.0.0.1:{port}",
+        "--http-metrics",
+        f"--sync-trigger-secret-file={secret_file}",
+    )
+    wait_for(lambda: published_hash(root / "current") == git_remote.head(), what="first sync")
+    second = git_remote.commit({"index.html": "pushed"})
+
+    def post(headers: dict[str, str], body: bytes) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/sync", data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    body = b'{"ref":"refs/heads/main"}'
+    assert post({}, body) == 401
+    assert post({"X-Hub-Signature-256": sign(b"wrong", body)}, body) == 401
+    assert published_hash(root / "current") != second
+    assert post({"X-Hub-Signature-256": sign(b"webhook-secret", body)}, body) == 202
+    wait_for(lambda: published_hash(root / "current") == second, what="triggered sync")
+    text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert metric(text, "git_sync_trigger_requests_total", 'status="unauthorized"') == 2
+    assert metric(text, "git_sync_trigger_requests_total", 'status="accepted"') == 1
+
+
+# -- atomic publish and graceful shutdown --------------------------------------------------------
+
+
+def _slow_git(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A ``--git`` wrapper that, once armed, stalls right after ``git worktree add`` (the worktree
+    exists but is not published yet), so a SIGTERM lands in the middle of a sync."""
+    armed, started = tmp_path / "armed", tmp_path / "started"
+    wrapper = tmp_path / "slow-git"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = worktree ] && [ "$2" = add ] && [ -e {armed} ]; then\n'
+        f'  git "$@"; touch {started}; exec sleep 60\n'
+        "fi\n"
+        'exec git "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper, armed, started
+
+
+@pytest.mark.parametrize("mode", ["symlink", "exchange"])
+def test_sigterm_during_a_sync_leaves_no_temp_link_and_no_half_worktree(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, mode: str
+) -> None:
+    wrapper, armed, started = _slow_git(tmp_path)
+    root = tmp_path / "root"
+    link = root / "current"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--period=100ms", f"--git={wrapper}"),
+        f"--publish-mode={mode}",
+    )
+    first = git_remote.head()
+    marker = root / ".git" / "gitsync-published-current"
+
+    def published() -> str:
+        return published_hash(link) if mode == "symlink" else marker.read_text().strip()
+
+    wait_for(lambda: (root / ".worktrees" / first).exists() and link.exists(), what="first sync")
+    wait_for(lambda: published() == first, what="first sync published")
+    armed.touch()
+    second = git_remote.commit({"index.html": "never published"})
+    wait_for(started.exists, what="the sync to stall inside worktree add")
+    assert (root / ".worktrees" / second).exists()  # half-way: built but not published
+    sync.signal(signal.SIGTERM)
+    assert sync.wait_exit(timeout=15) == 0, sync.logs()
+    assert not os.path.lexists(root / "tmp-link")
+    assert sorted(p.name for p in (root / ".worktrees").iterdir()) == [first]
+    assert sorted(p.name for p in (root / ".git" / "worktrees").iterdir()) == [first]
+    assert published() == first
+    assert (link / "index.html").read_text() == "<h1>first</h1>\n"
+    assert not [p for p in root.iterdir() if p.name.startswith((".gitsync-staging", "tmp-"))]
+
+
+@pytest.mark.parametrize("mode", ["symlink", "exchange"])
+def test_a_reader_never_sees_files_from_two_commits(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, mode: str
+) -> None:
+    """A consumer opens the published directory once and reads two files that must agree
+    (a page and its asset); over 200 updates it must never see a mix."""
+    root = tmp_path / "root"
+    link = root / "current"
+    git_remote.commit({"a.txt": "0\n", "b.txt": "0\n"})
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--period=1h", "--sync-on-signal=HUP", "--git-gc=off"),
+        f"--publish-mode={mode}",
+    )
+    wait_for(lambda: (link / "a.txt").exists(), what="first sync")
+    stop = threading.Event()
+    seen: set[str] = set()
+    mixes: list[tuple[str, str]] = []
+    reads = [0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                fd = os.open(link, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue
+            try:
+                a = _read_at(fd, "a.txt")
+                b = _read_at(fd, "b.txt")
+            except OSError:
+                continue  # the old tree was removed under us: the next open sees the new one
+            finally:
+                os.close(fd)
+            reads[0] += 1
+            seen.add(a)
+            if a != b:
+                mixes.append((a, b))
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        for version in range(1, 201):
+            text = f"{version}\n"
+            git_remote.commit({"a.txt": text, "b.txt": text}, message=f"v{version}")
+            sync.signal(signal.SIGHUP)
+            wait_for(
+                lambda text=text: _read_quietly(link / "a.txt") == text,  # type: ignore[misc]
+                timeout=20,
+                what=f"version {version} published",
+            )
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert mixes == []
+    assert reads[0] > 200
+    assert len(seen) > 50  # the reader really ran across many updates
+
+
+def _read_at(dir_fd: int, name: str) -> str:
+    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+    with os.fdopen(fd) as handle:
+        return handle.read()
+
+
+def _read_quietly(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def test_metrics_use_upstream_names(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    root, port = tmp_path / "root", unused_port()
+    start_git_sync(
+        *common(git_remote.url, root, "--period=50ms"),
+        f"--http-bind=127.0.0.1:{port}",
+        "--http-metrics",
+    )
+    wait_for(lambda: published_hash(root / "current") == git_remote.head(), what="first sync")
+
+    def scraped() -> str:
+        return http_get(f"http://127.0.0.1:{port}/metrics")[1]
+
+    wait_for(lambda: metric(scraped(), "git_sync_count_total", 'status="noop"') >= 2, what="noops")
+    text = scraped()
+    assert metric(text, "git_sync_count_total", 'status="success"') == 1
+    assert metric(text, "git_fetch_count_total") == 1
+    assert metric(text, "git_sync_duration_seconds_count", 'status="success"') == 1
+    assert metric(text, "git_sync_askpass_calls", 'status="success"') == 0
+    assert 'git_sync_askpass_calls{status="error"} 0.0' in text
+    assert "# TYPE git_sync_hook_run_count_total counter" in text
+
+
+# -- recovery and layout -------------------------------------------------------------------------
+
+
+def test_recovers_when_the_worktree_or_the_link_is_removed(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    import shutil
+
+    root = tmp_path / "root"
+    link = root / "current"
+    start_git_sync(*common(git_remote.url, root, "--period=50ms"))
+    head = git_remote.head()
+    wait_for(lambda: published_hash(link) == head, what="first sync")
+    shutil.rmtree(root / ".worktrees" / head)
+    wait_for(lambda: (link / "index.html").exists(), what="worktree rebuilt")
+    link.unlink()
+    wait_for(lambda: (link / "index.html").exists(), what="link restored")
+    assert published_hash(link) == head
+
+
+def test_corrupt_root_is_wiped_and_resynced(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "junk.txt").write_text("left over by something else")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("garbage\n")
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert not (root / "junk.txt").exists()
+    assert published_hash(root / "current") == git_remote.head()
+
+
+def test_v3_layout_is_migrated(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    """v3 kept a checkout in the root and worktrees at ``<root>/<sha>``."""
+    root = tmp_path / "root"
+    head = git_remote.head()
+    git("clone", "-q", git_remote.url, str(root))
+    git("worktree", "add", "-q", "--detach", str(root / head), head, cwd=root)
+    os.symlink(head, root / "current")
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert os.readlink(root / "current") == f".worktrees/{head}"
+    assert not (root / head).exists()
+    assert (root / "current" / "index.html").read_text() == "<h1>first</h1>\n"
+
+
+def test_askpass_url_supplies_credentials(
+    git_http_remote: GitHttpRemote,
+    tmp_path: Path,
+    start_git_sync: Start,
+    unused_port: Callable[[], int],
+) -> None:
+    body = f"username={git_http_remote.username}\npassword={git_http_remote.password}\n".encode()
+
+    class Askpass(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Askpass)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = unused_port()
+    root = tmp_path / "root"
+    try:
+        sync = start_git_sync(
+            *common(git_http_remote.url, root, "--period=10s"),
+            f"--askpass-url=http://127.0.0.1:{server.server_address[1]}/creds",
+            f"--http-bind=127.0.0.1:{port}",
+            "--http-metrics",
+        )
+        wait_for(
+            lambda: published_hash(root / "current") == git_http_remote.remote.head(),
+            what="sync with askpass credentials",
+        )
+        text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+        assert metric(text, "git_sync_askpass_calls", 'status="success"') >= 1
+        assert git_http_remote.password not in sync.logs()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_verify_signatures_publishes_only_trusted_commits(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    import subprocess
+
+    from tests.fixtures.requirements import require_program
+
+    keygen = require_program("ssh-keygen")
+    key = tmp_path / "signing-key"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"test@podpatterns.invalid {(tmp_path / 'signing-key.pub').read_text()}")
+    signed = git_remote.commit({"index.html": "signed\n"}, sign_with=key)
+    root, port = tmp_path / "root", unused_port()
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--period=50ms", "--max-failures=-1"),
+        "--verify-signatures",
+        f"--allowed-signers-file={signers}",
+        f"--http-bind=127.0.0.1:{port}",
+        "--http-metrics",
+    )
+    wait_for(lambda: published_hash(root / "current") == signed, what="signed commit published")
+    git_remote.commit({"index.html": "unsigned\n"})
+    wait_for(lambda: "no trusted signature" in sync.logs(), what="unsigned commit refused")
+    assert published_hash(root / "current") == signed
+    text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert metric(text, "git_sync_verify_failures_total") >= 1
