@@ -155,10 +155,14 @@ class Backends:
         interval = self.config.health_interval
         while not self._stopping:
             started = time.monotonic()
-            await self._check_master()
-            await asyncio.gather(*(self._check_replica(r) for r in list(self.replicas)))
-            if self.master.up and not len(self.table):
-                await self.load_table()
+            try:
+                await self._check_master()
+                await asyncio.gather(*(self._check_replica(r) for r in list(self.replicas)))
+                if self.master.up and not len(self.table):
+                    await self.load_table()
+            except Exception:
+                # A bug here must not silently stop health checking for good.
+                log.exception("health check failed")
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     def stop(self) -> None:

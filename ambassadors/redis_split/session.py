@@ -376,7 +376,6 @@ class Session:
             self._pending_writes += 1
             self._wrote = True
             self._need_offset = None
-        node.outstanding += 1
         self._enqueue(
             Pending(
                 upstream,
@@ -424,6 +423,8 @@ class Session:
         _Metric.count(route, "error" if reply[:1] == b"-" else "ok", None)
 
     def _enqueue(self, pending: Pending) -> None:
+        if pending.upstream is not None:
+            pending.upstream.node.outstanding += 1  # undone in _account or when re-routed
         self._queue.append(pending)
         self._wakeup.set()
 
