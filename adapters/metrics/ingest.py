@@ -143,10 +143,12 @@ class Ingester:
                 self._slow(line, colon, bar, now)
                 continue
             samples += 1
+            # A sampled timer (|@0.1) is several events: upstream counts each of them.
+            repeat = shape.repeat
             if shape.mapped:
-                mapped += 1
+                mapped += repeat
             else:
-                unmapped += 1
+                unmapped += repeat
             if shape.tagged:
                 tagged += 1
             op = shape.op
@@ -159,12 +161,12 @@ class Ingester:
                 target.value += value  # type: ignore[union-attr]
                 counters += 1
             elif op == _OP_OBSERVE:
-                if shape.repeat == 1:
+                if repeat == 1:
                     target.observe(value)  # type: ignore[union-attr]
                 else:
-                    for _ in range(shape.repeat):
+                    for _ in range(repeat):
                         target.observe(value)  # type: ignore[union-attr]
-                observers += shape.repeat
+                observers += repeat
             elif op == _OP_GAUGE:
                 if text[0] == "+" or text[0] == "-":
                     target.value += value  # type: ignore[union-attr]
@@ -175,7 +177,7 @@ class Ingester:
                 target.seen.add(value)  # type: ignore[union-attr]
                 sets += 1
             else:
-                drops += 1
+                drops += repeat
                 continue
             target.touched = now  # type: ignore[union-attr]
 
@@ -208,7 +210,9 @@ class Ingester:
         telemetry = self.telemetry
         errors_before = telemetry.sample_error_count + telemetry.tag_errors
         samples_before = telemetry.samples
+        tags_before = telemetry.tags
         events = self.parser.parse(line)
+        tagged = telemetry.tags != tags_before  # before mapping adds labels of its own
         clean = (
             telemetry.sample_error_count + telemetry.tag_errors == errors_before
             and telemetry.samples == samples_before + 1
@@ -217,12 +221,12 @@ class Ingester:
         shape: Shape | None = None
         for event in events:
             shape = self.apply(event, now)
-        if not (clean and events and shape is not None):
+        if not (clean and events and shape is not None and self.shape_cache_size):
             return
         first = events[0]
         shape.divisor = first.divisor
         shape.repeat = len(events)
-        shape.tagged = bool(first.labels)
+        shape.tagged = tagged
         shapes = self._shapes
         if len(shapes) >= self.shape_cache_size:
             shapes.clear()

@@ -164,7 +164,7 @@ class LineParser:
                 return events
             suffix = rest.partition("|")[2]
             samples = [f"{value}|{suffix}" for value in line_parts[0].split(":")]
-        elif dogstatsd or "|c:" in rest:
+        elif dogstatsd or ("|c:" in rest and _has_container_id(rest)):
             # Tags and container ids contain ':', so such a line carries one sample only.
             samples = [rest]
         else:
@@ -238,6 +238,18 @@ class LineParser:
                 continue
             # Each event gets its own copy: a mapping may later add labels to it.
             events.append(Event(kind, metric, value / divisor, relative, dict(labels), divisor))
+
+
+def _has_container_id(rest: str) -> bool:
+    """A DogStatsD ``|c:<id>`` field, told apart from a multi-metric line whose next sample
+    follows a counter (``1|c:2|g``): the id is never at the type's position, and it is the last
+    field or followed by another extension field."""
+    parts = rest.split("|")
+    last = len(parts) - 1
+    for i in range(2, last + 1):
+        if parts[i].startswith("c:") and (i == last or parts[i + 1][:1] in ("T", "#", "@")):
+            return True
+    return False
 
 
 def _repeat_count(factor: float) -> int:
