@@ -141,9 +141,7 @@ class Exposition:
             *(source.collect() for source in self.sources), return_exceptions=True
         )
         parts = await render_registry(self.registry, self.clock())
-        parts.extend(
-            self.telemetry.families(self.registry.metrics_by_type(), self.registry.series_count)
-        )
+        parts.extend(self.telemetry.families(self.registry.series_count))
         body = "".join(parts).encode("utf-8")
         families: list[Metric] = []
         for source, result in zip(self.sources, await pulled, strict=True):

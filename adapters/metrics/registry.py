@@ -187,6 +187,8 @@ class Registry:
                 return None
             family = Family(name, kind, help_text, label_names, buckets, summary, {})
             self.families[name] = family
+            exposed = "gauge" if kind == "set" else kind
+            self.telemetry.metrics[exposed] = self.telemetry.metrics.get(exposed, 0) + 1
             for suffix in _SUFFIXES[kind]:
                 self._owners[name + suffix] = name
         elif family.kind != kind or family.label_names != label_names:
@@ -245,13 +247,6 @@ class Registry:
         del self.families[family.name]
         for suffix in _SUFFIXES[family.kind]:
             self._owners.pop(family.name + suffix, None)
-
-    def metrics_by_type(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for family in self.families.values():
-            exposed = "gauge" if family.kind == "set" else family.kind
-            counts[exposed] = counts.get(exposed, 0) + 1
-        return counts
 
     def __iter__(self) -> Iterator[Family]:
         return iter(list(self.families.values()))

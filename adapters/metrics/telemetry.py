@@ -35,6 +35,9 @@ class Telemetry:
     mapper_cache_length: int = 0
     relay_lines: int = 0
     relay_errors: int = 0
+    # Families created, by exposed type. Upstream only ever increments it, so it is exposed as
+    # the counter it is (upstream's TYPE says gauge, which promtool rejects for a _total name).
+    metrics: dict[str, int] = field(default_factory=dict)
     # Ours, beyond upstream: the cardinality guard (--statsd.max-series).
     series_dropped: dict[str, int] = field(default_factory=dict)
 
@@ -54,7 +57,7 @@ class Telemetry:
     def dropped(self, reason: str) -> None:
         self.series_dropped[reason] = self.series_dropped.get(reason, 0) + 1
 
-    def families(self, metrics_by_type: dict[str, int], live_series: int) -> Iterator[str]:
+    def families(self, live_series: int) -> Iterator[str]:
         """Exposition text, one metric family per yielded string."""
         yield _counter(
             "statsd_exporter_lines_total", "The total number of StatsD lines received.", self.lines
@@ -152,9 +155,9 @@ class Telemetry:
         yield _labelled(
             "statsd_exporter_metrics_total",
             "The total number of metrics.",
-            "gauge",
+            "counter",
             "type",
-            metrics_by_type,
+            self.metrics,
         )
         yield _counter(
             "statsd_metric_mapper_cache_gets_total",
