@@ -18,17 +18,37 @@ class JavaRegexError(ValueError):
     """The pattern or replacement is invalid (or uses Java syntax Python cannot express)."""
 
 
+_INLINE_FLAGS = re.compile(r"\(\?([idmsuxU]*)(?:-([idmsuxU]*))?\)")
+
+
+def _python_flags(flags: str) -> str:
+    # Java's d (UNIX_LINES), u (Unicode case) and U (Unicode classes) have no scoped Python form.
+    return "".join(f for f in flags if f in "imsx")
+
+
 def translate(pattern: str) -> str:
-    """Java regex syntax -> Python ``re`` syntax."""
+    """Java regex syntax -> Python ``re`` syntax (a leading ``(?flags)`` stays leading)."""
     out: list[str] = []
     i = 0
     n = len(pattern)
     in_class = 0
+    depth = 0
+    # Java's mid-pattern "(?i)" applies to the rest of the enclosing group; Python only has the
+    # scoped "(?i:...)", so it is opened there and closed where the enclosing group ends.
+    open_scopes: list[int] = []
+    leading = _INLINE_FLAGS.match(pattern)
+    if leading:
+        on, off = _python_flags(leading.group(1)), _python_flags(leading.group(2) or "")
+        if off:
+            raise JavaRegexError("leading (?-flags) is not supported")
+        if on:
+            out.append(f"(?{on})")
+        i = leading.end()
     while i < n:
         ch = pattern[i]
         if ch == "\\" and i + 1 < n:
             nxt = pattern[i + 1]
-            if nxt == "Q":
+            if nxt == "Q" and not in_class:
                 end = pattern.find("\\E", i + 2)
                 literal = pattern[i + 2 :] if end < 0 else pattern[i + 2 : end]
                 out.append(re.escape(literal))
@@ -71,19 +91,43 @@ def translate(pattern: str) -> str:
                 i += 1
             i += 1
             continue
-        if pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
-            out.append("(?P<")
-            i += 3
+        flags = _INLINE_FLAGS.match(pattern, i)
+        if flags:
+            on, off = _python_flags(flags.group(1)), _python_flags(flags.group(2) or "")
+            if on or off:
+                out.append(f"(?{on}{'-' + off if off else ''}:")
+                open_scopes.append(depth)
+            i = flags.end()
             continue
+        if ch == "|" and open_scopes and open_scopes[-1] == depth:
+            raise JavaRegexError("an inline (?flags) before '|' in the same group is not supported")
+        if ch == "(":
+            depth += 1
+            if pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
+                out.append("(?P<")
+                i += 3
+                continue
+        elif ch == ")":
+            while open_scopes and open_scopes[-1] == depth:
+                out.append(")")
+                open_scopes.pop()
+            depth -= 1
         out.append(ch)
         i += 1
+    out.extend(")" * len(open_scopes))
     return "".join(out)
 
 
 def compile_rule_pattern(pattern: str) -> re.Pattern[str]:
     """A rule pattern as jmx_exporter compiles it: must match the whole string, anywhere."""
+    translated = translate(pattern)
+    flags = ""
+    leading = re.match(r"\(\?[imsx]+\)", translated)
+    if leading:
+        # Python wants global flags at the very start, before the ^.* jmx_exporter adds.
+        flags, translated = leading.group(0), translated[leading.end() :]
     try:
-        return re.compile("^.*(?:" + translate(pattern) + ").*$", re.ASCII)
+        return re.compile(flags + "^.*(?:" + translated + ").*$", re.ASCII)
     except re.error as e:
         raise JavaRegexError(str(e)) from e
 

@@ -65,6 +65,7 @@ class JolokiaClient:
         password: str | None,
         timeout: float,
         verify: bool | str = True,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         # Jetty answers a POST to ".../jolokia" with a redirect; post to the servlet path.
         self._url = url if url.endswith("/") else url + "/"
@@ -81,6 +82,7 @@ class JolokiaClient:
             headers={"Content-Type": "application/json", "Accept": "application/json"},
             follow_redirects=False,
             trust_env=False,
+            transport=transport,
         )
 
     @property

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import httpx
 from prometheus_client.metrics_core import Metric
 
 from adapters.metrics.errors import ConfigError
@@ -56,8 +57,15 @@ class _Bean:
 class JmxSource:
     """A :class:`~adapters.metrics.scrape.ScrapeTimeSource` for one ``--jmx.config`` file."""
 
-    def __init__(self, path: str, config: JmxConfig | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        config: JmxConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._path = path
+        self._transport = transport  # tests answer for Jolokia in-process
         self._config = config if config is not None else load_config(path)
         self._mtime = _mtime(path)
         self._created = time.monotonic()
@@ -78,6 +86,7 @@ class JmxSource:
             password=config.password,
             timeout=config.timeout,
             verify=config.tls_ca_file or not config.tls_insecure_skip_verify,
+            transport=self._transport,
         )
         self._beans: dict[str, _Bean] = {}
         self._meta: dict[str, dict[str, AttributeMeta]] = {}
