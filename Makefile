@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TAG ?= dev
 SERVICES := git-sync redis-ambassador metrics-adapter
 
-.PHONY: venv images lint test test-fast demo clean
+.PHONY: venv images lint test test-fast demo clean manifests-check
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,22 @@ test: venv lint images
 # Without images and container tests, for a quick loop while developing.
 test-fast: venv lint
 	$(VENV)/bin/pytest tests/unit tests/integration
+
+# Render every kustomization under manifests/ (kubectl kustomize) and validate each document with
+# kubernetes-validate --strict for every supported Kubernetes version, then run the offline checks
+# (hardening rules, wiring) of tests/integration/test_manifests.py.
+K8S_VERSIONS ?= 1.29.0 1.30.0 1.31.0 1.32.0 1.33.0
+manifests-check: venv
+	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	for k in $$(find manifests -name kustomization.yaml -exec grep -L '^kind: Component' {} + | xargs -n1 dirname | sort); do \
+	  f="$$out/$$(echo $$k | tr / _).yaml"; \
+	  kubectl kustomize "$$k" > "$$f"; \
+	  for v in $(K8S_VERSIONS); do \
+	    $(VENV)/bin/kubernetes-validate --strict --quiet --no-warn -k $$v "$$f"; \
+	  done; \
+	  echo "ok  $$k  (Kubernetes $(K8S_VERSIONS))"; \
+	done
+	$(VENV)/bin/pytest -q tests/integration/test_manifests.py
 
 demo:
 	docker compose up --build
