@@ -178,7 +178,7 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
     try:
         if cfg.http_bind:
             endpoint = HttpEndpoint(
-                state, cfg.http_metrics, _trigger_secret(cfg), loop.wake, log.named("http")
+                state, cfg.http_metrics, _trigger_secret(cfg), loop.pushed, log.named("http")
             )
             try:
                 server = await endpoint.start(cfg.http_bind)

@@ -53,9 +53,15 @@ class Loop:
         self.state = state
         self.log = log
         self._wake = asyncio.Event()
+        self._pushed = False
 
     def wake(self) -> None:
-        """Sync now (signal or push trigger); several wakes during one sync coalesce."""
+        """Sync now (signal); several wakes during one sync coalesce."""
+        self._wake.set()
+
+    def pushed(self) -> None:
+        """A push trigger: sync now, and skip the remote probe (the forge told us it moved)."""
+        self._pushed = True
         self._wake.set()
 
     async def run(self) -> int:
@@ -65,9 +71,10 @@ class Loop:
         s = self.schedule
         while True:
             self._wake.clear()
+            probe, self._pushed = not self._pushed, False
             started = time.monotonic()
             try:
-                result = await self.syncer.sync(started + s.sync_timeout)
+                result = await self.syncer.sync(started + s.sync_timeout, probe=probe)
             except (GitError, SyncError, CredentialError, OSError) as err:
                 failures += 1
                 metrics.observe_sync(metrics.ERROR, time.monotonic() - started)

@@ -49,7 +49,8 @@ class Syncer:
         self.verification = verification
         self.fetched_once = False
 
-    async def sync(self, deadline: float) -> SyncResult:
+    async def sync(self, deadline: float, probe: bool = True) -> SyncResult:
+        """``probe=False`` (a push trigger said the ref moved): skip the ls-remote and fetch."""
         await self.credentials.refresh(deadline)
         await self.repo.ensure_initialized(deadline)
         current_path = self.publisher.current()
@@ -59,7 +60,7 @@ class Syncer:
         )
         # The cheap path: one ls-remote. The first pass always fetches, so a changed --depth
         # or a damaged object store is repaired at start-up, as upstream does.
-        if intact and self.fetched_once:
+        if intact and self.fetched_once and probe:
             remote = await self.repo.remote_hash(deadline)
             if remote == current:
                 self.log.info(2, "update not required", ref=self.repo.s.ref, remote=remote)
@@ -75,6 +76,7 @@ class Syncer:
             await self._verify(sha, deadline)
         worktree = await self.repo.build_worktree(sha, deadline)
         await self.publisher.publish(worktree, deadline)
+        await self.repo.anchor(sha, deadline)
         self.log.info(0, "updated successfully", ref=self.repo.s.ref, remote=sha)
         if (
             current_path is not None

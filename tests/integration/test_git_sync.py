@@ -331,8 +331,13 @@ def test_exechook_runs_in_the_worktree_with_the_hash(
     wait_for(lambda: second in out.read_text(), what="hook for the second commit")
     lines = out.read_text().splitlines()
     assert lines[-1] == f"{second} {root.resolve() / '.worktrees' / second} two"
-    text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
-    assert metric(text, "git_sync_hook_run_count_total", 'name="exechook",status="success"') >= 2
+
+    def successes() -> float:
+        text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+        return metric(text, "git_sync_hook_run_count_total", 'name="exechook",status="success"')
+
+    # The hook writes its line before it exits; the counter moves when it has exited.
+    wait_for(lambda: successes() >= 2, what="two successful hook runs counted")
 
 
 def test_failing_exechook_fails_one_time(
