@@ -19,7 +19,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini git openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/podpatterns /opt/podpatterns
+# /git owned by the service user: a fresh named volume mounted here inherits this ownership, so
+# `--root=/git` works without an init container (in Kubernetes, fsGroup does the same).
+RUN mkdir -p /git && chown 65533:65533 /git
 ENV PATH=/opt/podpatterns/bin:$PATH \
+    HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 ARG VERSION=0.1.0
