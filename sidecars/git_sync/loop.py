@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecars.git_sync import metrics
-from sidecars.git_sync.credentials import CredentialError
 from sidecars.git_sync.gitexec import GitError
 from sidecars.git_sync.hooks import HookRunner
 from sidecars.git_sync.http import HttpState
 from sidecars.git_sync.jsonlog import Logger
-from sidecars.git_sync.repo import SyncError, is_sha
+from sidecars.git_sync.repo import is_sha
 from sidecars.git_sync.sync import Syncer
 
 # A failed sync is retried after the period, but never sooner than this (a tight loop against a
@@ -75,7 +74,7 @@ class Loop:
             started = time.monotonic()
             try:
                 result = await self.syncer.sync(started + s.sync_timeout, probe=probe)
-            except (GitError, SyncError, CredentialError, OSError) as err:
+            except Exception as err:  # any failed sync is counted and retried, never a crash
                 failures += 1
                 metrics.observe_sync(metrics.ERROR, time.monotonic() - started)
                 self.syncer.repo.forget_checks()

@@ -699,3 +699,103 @@ def test_verify_signatures_publishes_only_trusted_commits(
     assert published_hash(root / "current") == signed
     text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
     assert metric(text, "git_sync_verify_failures_total") >= 1
+
+
+# -- sync options --------------------------------------------------------------------------------
+
+
+def test_sparse_checkout_file(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    git_remote.commit({"docs/a.md": "a\n", "src/b.py": "b\n"})
+    sparse = tmp_path / "sparse"
+    sparse.write_text("/docs/\n")
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--one-time"), f"--sparse-checkout-file={sparse}"
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    assert (root / "current" / "docs" / "a.md").read_text() == "a\n"
+    assert not (root / "current" / "src").exists()
+
+
+def test_submodules_with_git_config(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    from tests.fixtures.git_remote import make_git_remote
+
+    library = make_git_remote(tmp_path / "lib")
+    library.commit({"lib.txt": "library\n"})
+    git(
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        library.url,
+        "vendor/lib",
+        cwd=git_remote.work,
+    )
+    git_remote.commit({}, message="add submodule")
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--one-time"),
+        "--git-config=protocol.file.allow:always",
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    assert (root / "current" / "vendor" / "lib" / "lib.txt").read_text() == "library\n"
+    off = start_git_sync(
+        *common(git_remote.url, tmp_path / "off", "--one-time", "--submodules=off")
+    )
+    assert off.wait_exit() == 0, off.logs()
+    assert not (tmp_path / "off" / "current" / "vendor" / "lib" / "lib.txt").exists()
+
+
+def test_depth_zero_fetches_full_history(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    for i in range(3):
+        git_remote.commit({"n.txt": f"{i}\n"})
+    shallow, full = tmp_path / "shallow", tmp_path / "full"
+    a = start_git_sync(*common(git_remote.url, shallow, "--one-time"))
+    b = start_git_sync(*common(git_remote.url, full, "--one-time", "--depth=0"))
+    assert a.wait_exit() == 0 and b.wait_exit() == 0
+    assert git("rev-list", "--count", "HEAD", cwd=shallow / "current") == "1"
+    assert git("rev-list", "--count", "HEAD", cwd=full / "current") == "4"
+
+
+def test_sync_timeout_abandons_a_stuck_sync_cleanly(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    wrapper, armed, started = _slow_git(tmp_path)
+    armed.touch()
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--sync-timeout=2s", f"--git={wrapper}", "--max-failures=0")
+    )
+    assert sync.wait_exit(timeout=30) == 1
+    assert started.exists()
+    assert "timed out" in sync.logs()
+    assert not os.path.lexists(root / "current")
+    assert list((root / ".worktrees").iterdir()) == []
+
+
+def test_stale_worktree_timeout_keeps_old_trees_for_a_while(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    root = tmp_path / "root"
+    link = root / "current"
+    start_git_sync(*common(git_remote.url, root, "--period=50ms", "--stale-worktree-timeout=2s"))
+    first = git_remote.head()
+    wait_for(lambda: published_hash(link) == first, what="first sync")
+    second = git_remote.commit({"index.html": "two"})
+    wait_for(lambda: published_hash(link) == second, what="second sync")
+    assert (root / ".worktrees" / first).exists()
+    wait_for(lambda: not (root / ".worktrees" / first).exists(), timeout=10, what="expiry")
+
+
+def test_unresolvable_host_is_a_counted_failure(tmp_path: Path, start_git_sync: Start) -> None:
+    sync = start_git_sync(
+        *common("http://git.podpatterns.invalid/site.git", tmp_path / "root", "--one-time"),
+        "--error-file=error.json",
+    )
+    assert sync.wait_exit() == 1
+    assert "git.podpatterns.invalid" in (tmp_path / "root" / "error.json").read_text()
