@@ -23,6 +23,7 @@ from sidecars.git_sync.exchange import ExchangePublisher
 from sidecars.git_sync.flags import FLAGS, ConfigError, UsageError, collect, usage
 from sidecars.git_sync.gitconfig import PrivateConfig, parse_git_config, write_private_config
 from sidecars.git_sync.gitexec import Git
+from sidecars.git_sync.githubapp import GitHubApp, GitHubAppError
 from sidecars.git_sync.hooks import Exechook, HookRunner, Webhook, hook_environment
 from sidecars.git_sync.http import HttpEndpoint, HttpState
 from sidecars.git_sync.jsonlog import Logger
@@ -100,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return asyncio.run(_serve(cfg, private, log))
+    except ConfigError as err:  # a problem found while wiring (e.g. an unreadable key file)
+        print(err, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:
@@ -131,7 +135,7 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
     syncer = Syncer(
         repo,
         publisher,
-        CredentialStore(cfg.credentials, cfg.askpass_url, cfg.repo, git, log),
+        CredentialStore(cfg.credentials, cfg.askpass_url, cfg.repo, git, log, _github_app(cfg)),
         log,
         cfg.stale_worktree_timeout,
         cfg.git_gc,
@@ -198,6 +202,22 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
             task.cancel()
         if server is not None:
             server.close()
+
+
+def _github_app(cfg: Config) -> GitHubApp | None:
+    settings = cfg.github_app
+    if settings is None:
+        return None
+    key = settings.private_key
+    if not key:
+        try:
+            key = Path(settings.private_key_file).read_text()
+        except OSError as err:
+            raise ConfigError(f"can't read --github-app-private-key-file: {err}") from None
+    try:
+        return GitHubApp(settings.base_url, key, settings.issuer, settings.installation_id)
+    except GitHubAppError as err:
+        raise ConfigError(f"invalid GitHub app private key: {err}") from None
 
 
 def _hooks(cfg: Config, repo: Repo, log: Logger) -> list[HookRunner]:

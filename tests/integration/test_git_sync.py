@@ -799,3 +799,79 @@ def test_unresolvable_host_is_a_counted_failure(tmp_path: Path, start_git_sync: 
     )
     assert sync.wait_exit() == 1
     assert "git.podpatterns.invalid" in (tmp_path / "root" / "error.json").read_text()
+
+
+def test_github_app_token_is_fetched_and_used(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    """A local stub of GitHub's token endpoint; the git server accepts only the token it issued."""
+    import subprocess
+
+    from tests.fixtures.git_remote import _http_backend_handler
+    from tests.fixtures.requirements import require_program
+
+    key = tmp_path / "app-key"
+    subprocess.run(
+        [
+            require_program("ssh-keygen"),
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "2048",
+            "-m",
+            "PEM",
+            "-N",
+            "",
+            "-f",
+            str(key),
+        ],
+        check=True,
+    )
+    token = "ghs_installation_token_1234"
+    seen: list[tuple[str, str]] = []
+
+    class TokenEndpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            body = json.dumps({"token": token, "expires_at": "2099-01-01T00:00:00Z"}).encode()
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    log: list[str] = []
+    git_server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), _http_backend_handler(git_remote.bare.parent, "-", token, log)
+    )
+    for server in (api, git_server):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = unused_port()
+    root = tmp_path / "root"
+    try:
+        sync = start_git_sync(
+            *common(f"http://127.0.0.1:{git_server.server_address[1]}/remote.git", root),
+            f"--github-base-url=http://127.0.0.1:{api.server_address[1]}/",
+            "--github-app-application-id=42",
+            "--github-app-installation-id=7",
+            f"--github-app-private-key-file={key}",
+            f"--http-bind=127.0.0.1:{port}",
+            "--http-metrics",
+            "--period=100ms",
+        )
+        wait_for(lambda: published_hash(root / "current") == git_remote.head(), what="app sync")
+        wait_for(lambda: len(log) >= 6, what="a few more polls")
+        text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    finally:
+        for server in (api, git_server):
+            server.shutdown()
+            server.server_close()
+    assert seen[0][0] == "/app/installations/7/access_tokens"
+    assert seen[0][1].startswith("Bearer ey")
+    assert len(seen) == 1  # the token is valid until 2099: no refresh per sync
+    assert metric(text, "git_sync_refresh_github_app_token_count", 'status="success"') == 1
+    assert token not in sync.logs()
