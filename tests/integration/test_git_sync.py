@@ -875,3 +875,88 @@ def test_github_app_token_is_fetched_and_used(
     assert len(seen) == 1  # the token is valid until 2099: no refresh per sync
     assert metric(text, "git_sync_refresh_github_app_token_count", 'status="success"') == 1
     assert token not in sync.logs()
+
+
+# -- more flags ----------------------------------------------------------------------------------
+
+
+def test_ssh_remote_uses_the_key_file(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    """No sshd here: a stand-in ``ssh`` on PATH records its arguments and runs the remote
+    command locally, which is all git asks of ssh."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "ssh-calls"
+    fake_ssh = bin_dir / "ssh"
+    fake_ssh.write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\nfor last; do :; done\nexec sh -c "$last"\n'
+    )
+    fake_ssh.chmod(0o755)
+    key = tmp_path / "deploy-key"
+    key.write_text("not really a key\n")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(f"ssh://git@example.invalid{git_remote.bare}", root, "--one-time"),
+        f"--ssh-key-file={key}",
+        f"--ssh-known-hosts-file={known_hosts}",
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    assert published_hash(root / "current") == git_remote.head()
+    recorded = calls.read_text()
+    assert f"-i {key}" in recorded
+    assert f"UserKnownHostsFile={known_hosts}" in recorded
+    assert "git@example.invalid" in recorded
+
+
+def test_group_write(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time", "--group-write"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert (root / "current" / "index.html").stat().st_mode & 0o020
+    assert (root / ".git" / "config").stat().st_mode & 0o020 or (
+        root / ".git"
+    ).stat().st_mode & 0o020
+
+
+def test_failing_hook_is_retried_and_the_latest_hash_wins(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    fail, attempts, done = tmp_path / "fail", tmp_path / "attempts", tmp_path / "done"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'echo "$GITSYNC_HASH" >> {attempts}\n'
+        f"if [ -e {fail} ]; then exit 1; fi\n"
+        f'echo "$GITSYNC_HASH" >> {done}\n'
+    )
+    hook.chmod(0o755)
+    fail.touch()
+    root = tmp_path / "root"
+    start_git_sync(
+        *common(git_remote.url, root, "--period=100ms", "--stale-worktree-timeout=1m"),
+        f"--exechook-command={hook}",
+        "--exechook-backoff=1s",
+    )
+    first = git_remote.head()
+    wait_for(lambda: attempts.exists() and first in attempts.read_text(), what="first attempt")
+    second = git_remote.commit({"index.html": "two"})
+    wait_for(lambda: published_hash(root / "current") == second, what="second published")
+    wait_for(lambda: second in attempts.read_text(), timeout=10, what="retry with the new hash")
+    fail.unlink()
+    wait_for(lambda: done.exists() and second in done.read_text(), timeout=10, what="success")
+    assert first not in done.read_text()
+    assert attempts.read_text().splitlines().count(first) >= 1
+
+
+def test_verbosity_levels(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    quiet = start_git_sync(*common(git_remote.url, tmp_path / "q", "--one-time"))
+    loud = start_git_sync(*common(git_remote.url, tmp_path / "l", "--one-time", "-v", "6"))
+    assert quiet.wait_exit() == 0 and loud.wait_exit() == 0
+    assert {r["level"] for r in quiet.log_records()} == {0}
+    levels = {r["level"] for r in loud.log_records()}
+    assert {0, 1, 5} <= levels
+    assert any(r["msg"] == "running command" for r in loud.log_records())
