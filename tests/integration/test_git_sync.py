@@ -214,15 +214,24 @@ def test_http_basic_auth_with_password_file(
 ) -> None:
     password_file = tmp_path / "password"
     password_file.write_text(git_http_remote.password)
+    # Record every git command line and environment: the password must be in none of them.
+    argv_log = tmp_path / "git-argv"
+    wrapper = tmp_path / "recording-git"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {argv_log}\nenv >> {argv_log}\nexec git "$@"\n')
+    wrapper.chmod(0o755)
     root = tmp_path / "root"
     sync = start_git_sync(
         *common(git_http_remote.url, root, "--one-time", "-v", "6"),
         f"--username={git_http_remote.username}",
         f"--password-file={password_file}",
+        f"--git={wrapper}",
     )
     assert sync.wait_exit() == 0, sync.logs()
     assert published_hash(root / "current") == git_http_remote.remote.head()
     assert git_http_remote.password not in sync.logs()
+    recorded = argv_log.read_text()
+    assert "credential approve" in recorded
+    assert git_http_remote.password not in recorded
 
 
 def test_password_from_env_and_wrong_password(
