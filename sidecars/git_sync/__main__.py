@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from sidecars.git_sync import config as config_mod
+from sidecars.git_sync import signers
 from sidecars.git_sync.config import Action, Config, PublishMode
 from sidecars.git_sync.credentials import CredentialStore
 from sidecars.git_sync.exchange import ExchangePublisher
@@ -30,7 +31,7 @@ from sidecars.git_sync.jsonlog import Logger
 from sidecars.git_sync.loop import Loop, Schedule
 from sidecars.git_sync.publish import Publisher, SymlinkPublisher
 from sidecars.git_sync.repo import Repo, RepoSettings
-from sidecars.git_sync.sync import Syncer, Verification
+from sidecars.git_sync.sync import Syncer
 
 MANUAL = """git-sync - sync a remote git repository into a local directory, atomically.
 
@@ -139,7 +140,7 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
         log,
         cfg.stale_worktree_timeout,
         cfg.git_gc,
-        Verification(cfg.allowed_signers_file)
+        signers.prepare(cfg.allowed_signers_file, private.directory)
         if cfg.verify_signatures and cfg.allowed_signers_file
         else None,
     )

@@ -24,9 +24,24 @@ class SyncResult:
 
 @dataclass(frozen=True)
 class Verification:
-    """``--verify-signatures``: commits must carry an SSH signature from the allowed signers."""
+    """``--verify-signatures``: a commit must carry a signature git accepts, from an SSH
+    allowed-signers file, or from an OpenPGP keyring imported into a private GNUPGHOME."""
 
-    allowed_signers_file: Path
+    allowed_signers_file: Path | None = None
+    gnupg_home: Path | None = None
+
+    def git_args(self) -> list[str]:
+        if self.allowed_signers_file is not None:
+            return [
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                f"gpg.ssh.allowedSignersFile={self.allowed_signers_file}",
+            ]
+        return ["-c", "gpg.format=openpgp"]
+
+    def env(self) -> dict[str, str]:
+        return {"GNUPGHOME": str(self.gnupg_home)} if self.gnupg_home is not None else {}
 
 
 class Syncer:
@@ -92,14 +107,12 @@ class Syncer:
         assert self.verification is not None
         try:
             await self.repo.git.run(
-                "-c",
-                "gpg.format=ssh",
-                "-c",
-                f"gpg.ssh.allowedSignersFile={self.verification.allowed_signers_file}",
+                *self.verification.git_args(),
                 "verify-commit",
                 sha,
                 cwd=self.repo.s.root,
                 deadline=deadline,
+                extra_env=self.verification.env(),
             )
         except GitError as err:
             metrics.verify_failures.inc()

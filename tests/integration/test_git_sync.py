@@ -969,3 +969,66 @@ def test_verbosity_levels(git_remote: GitRemote, tmp_path: Path, start_git_sync:
     levels = {r["level"] for r in loud.log_records()}
     assert {0, 1, 5} <= levels
     assert any(r["msg"] == "running command" for r in loud.log_records())
+
+
+def test_verify_signatures_with_an_openpgp_keyring(
+    git_remote: GitRemote,
+    tmp_path: Path,
+    start_git_sync: Start,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    import subprocess
+
+    from tests.fixtures.requirements import require_program
+
+    gpg = require_program("gpg")
+    author_home = tmp_path / "author-gnupg"
+    author_home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(author_home))
+    # Key generation and signing start a gpg-agent for this home: stop it when the test ends.
+    request.addfinalizer(
+        lambda: subprocess.run(
+            ["gpgconf", "--homedir", str(author_home), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+        )
+    )
+    for uid in ("Trusted <trusted@podpatterns.invalid>", "Other <other@podpatterns.invalid>"):
+        subprocess.run(
+            [
+                gpg,
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                uid,
+                "ed25519",
+                "sign",
+                "never",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    keyring = tmp_path / "trusted.asc"
+    keyring.write_bytes(
+        subprocess.run(
+            [gpg, "--armor", "--export", "trusted@podpatterns.invalid"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
+    signed = git_remote.commit(
+        {"index.html": "gpg signed\n"}, sign_with="trusted@podpatterns.invalid"
+    )
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--period=50ms", "--max-failures=-1"),
+        "--verify-signatures",
+        f"--allowed-signers-file={keyring}",
+    )
+    wait_for(lambda: published_hash(root / "current") == signed, what="signed commit published")
+    git_remote.commit({"index.html": "other key\n"}, sign_with="other@podpatterns.invalid")
+    wait_for(lambda: "no trusted signature" in sync.logs(), what="foreign signature refused")
+    assert published_hash(root / "current") == signed
+    assert (root / "current" / "index.html").read_text() == "gpg signed\n"
