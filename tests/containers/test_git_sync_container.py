@@ -44,6 +44,18 @@ def git_sync_image() -> str:
         capture_output=True,
         timeout=600,
     )
+    # Drop the tags of earlier code versions so repeated runs do not pile up images.
+    listed = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "podpatterns/git-sync"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    stale = [
+        name for name in listed if name.startswith("podpatterns/git-sync:test-") and name != tag
+    ]
+    if stale:
+        subprocess.run(["docker", "rmi", *stale], capture_output=True, check=False)
     return tag
 
 
@@ -140,8 +152,15 @@ def test_a_push_shows_up_in_nginx(
             _wait_for_body(page, "<h1>pushed</h1>", timeout=30)
             metrics = _get(sync_url + "/metrics")[1]
             assert 'git_sync_count_total{status="success"} 2.0' in metrics
-            uid = sync.exec(["id", "-u"]).output.decode().strip()
-            assert uid == "65533"
+            uid = sync.exec(["id", "-un"]).output.decode().strip()
+            assert uid == "git-sync"
+            # SIGTERM (docker stop) through tini: a prompt, clean exit, not the 10 s kill.
+            wrapped = sync.get_wrapped_container()
+            began = time.monotonic()
+            wrapped.stop(timeout=10)
+            assert time.monotonic() - began < 5
+            wrapped.reload()
+            assert wrapped.attrs["State"]["ExitCode"] == 0
         finally:
             for container in reversed(started):
                 container.stop()
