@@ -21,7 +21,7 @@ from sidecars.git_sync import signers
 from sidecars.git_sync.config import Action, Config, PublishMode
 from sidecars.git_sync.credentials import CredentialStore
 from sidecars.git_sync.exchange import ExchangePublisher
-from sidecars.git_sync.flags import FLAGS, ConfigError, UsageError, collect, usage
+from sidecars.git_sync.flags import FLAGS, ConfigError, UsageError, usage
 from sidecars.git_sync.gitconfig import PrivateConfig, parse_git_config, write_private_config
 from sidecars.git_sync.gitexec import Git
 from sidecars.git_sync.githubapp import GitHubApp, GitHubAppError
@@ -314,9 +314,6 @@ def _stop_credential_cache(git: str, private: PrivateConfig) -> None:
             check=False,
         )
 
-
-# ``collect`` is re-exported for tests that want the raw merged values.
-__all__ = ["collect", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1032,3 +1032,26 @@ def test_verify_signatures_with_an_openpgp_keyring(
     wait_for(lambda: "no trusted signature" in sync.logs(), what="foreign signature refused")
     assert published_hash(root / "current") == signed
     assert (root / "current" / "index.html").read_text() == "gpg signed\n"
+
+
+def test_init_max_failures_and_init_period_apply_until_the_first_success(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    missing = start_git_sync(
+        *common(f"file://{tmp_path}/missing.git", tmp_path / "a", "--period=1h"),
+        "--init-period=20ms",
+        "--init-max-failures=3",
+        "--max-failures=0",
+    )
+    assert missing.wait_exit(timeout=20) == 1  # 1h period not used before the first success
+    messages = [r["msg"] for r in missing.log_records()]
+    assert messages.count("error syncing repo, will retry") == 3
+    root = tmp_path / "b"
+    start_git_sync(
+        *common(git_remote.url, root, "--period=50ms"),
+        "--init-period=1h",
+        "--max-failures=-1",
+    )
+    wait_for(lambda: published_hash(root / "current") == git_remote.head(), what="first sync")
+    second = git_remote.commit({"index.html": "after init"})
+    wait_for(lambda: published_hash(root / "current") == second, what="the regular period")
