@@ -21,7 +21,7 @@ from sidecars.git_sync import signers
 from sidecars.git_sync.config import Action, Config, PublishMode
 from sidecars.git_sync.credentials import CredentialStore
 from sidecars.git_sync.exchange import ExchangePublisher
-from sidecars.git_sync.flags import FLAGS, ConfigError, UsageError, usage
+from sidecars.git_sync.flags import FLAGS, ConfigError, UsageError, collect, usage
 from sidecars.git_sync.gitconfig import PrivateConfig, parse_git_config, write_private_config
 from sidecars.git_sync.gitexec import Git
 from sidecars.git_sync.githubapp import GitHubApp, GitHubAppError
@@ -43,7 +43,8 @@ Beyond upstream:
   --sync-trigger-secret-file / $GITSYNC_SYNC_TRIGGER_SECRET  enable POST /sync for push webhooks
       (GitHub X-Hub-Signature-256, Gitea/Gogs signatures, GitLab X-Gitlab-Token); 401 otherwise.
   --publish-mode=exchange  publish a real directory, swapped with renameat2(RENAME_EXCHANGE).
-  --verify-signatures --allowed-signers-file=F  publish only commits with a trusted SSH signature.
+  --verify-signatures --allowed-signers-file=F  publish only commits with a trusted signature
+      (F: an SSH allowed-signers file or an OpenPGP public keyring).
 """
 
 
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ConfigError as err:
         print(err, file=sys.stderr)
+        _export_config_error(args, str(err))
         return 1
     if isinstance(loaded, Action):
         return _act(loaded)
@@ -272,6 +274,20 @@ def _safe_flags(args: list[str]) -> list[str]:
         name = arg.partition("=")[0]
         out.append(f"{name}=REDACTED" if name in secret and "=" in arg else arg)
     return [config_mod.redact_url(arg) for arg in out]
+
+
+def _export_config_error(args: list[str], message: str) -> None:
+    """As upstream: a configuration error also goes to --error-file, when root and file are
+    known, so a pod's error file explains why the sidecar never started."""
+    try:
+        raw = collect(args)
+    except (UsageError, ConfigError):
+        return
+    root, error_file = raw.values["root"], raw.values["error-file"]
+    if isinstance(root, str) and root and isinstance(error_file, str) and error_file:
+        target = Path(error_file) if os.path.isabs(error_file) else Path(root) / error_file
+        with open(os.devnull, "w") as sink:
+            Logger(0, target, stream=sink).export_error(message)
 
 
 def _act(action: Action) -> int:

@@ -128,6 +128,16 @@ def test_malformed_flags_give_one_clear_line(
     assert len(output.strip().splitlines()) <= 2
 
 
+def test_config_errors_also_go_to_the_error_file(tmp_path: Path, start_git_sync: Start) -> None:
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        "--repo=file:///x", f"--root={root}", "--error-file=err.json", "--period=1ms"
+    )
+    assert sync.wait_exit() == 1
+    payload = json.loads((root / "err.json").read_text())
+    assert payload["Msg"] == "invalid flag: --period must be at least 10ms"
+
+
 def test_malformed_env_gives_one_clear_line(tmp_path: Path, start_git_sync: Start) -> None:
     sync = start_git_sync(
         env={"GITSYNC_REPO": "file:///x", "GITSYNC_ROOT": str(tmp_path), "GITSYNC_DEPTH": "deep"}
@@ -966,6 +976,8 @@ def test_verbosity_levels(git_remote: GitRemote, tmp_path: Path, start_git_sync:
     loud = start_git_sync(*common(git_remote.url, tmp_path / "l", "--one-time", "-v", "6"))
     assert quiet.wait_exit() == 0 and loud.wait_exit() == 0
     assert {r["level"] for r in quiet.log_records()} == {0}
+    for line in loud.logs().splitlines():  # every line on stderr is one JSON event
+        assert isinstance(json.loads(line), dict)
     levels = {r["level"] for r in loud.log_records()}
     assert {0, 1, 5} <= levels
     assert any(r["msg"] == "running command" for r in loud.log_records())

@@ -224,6 +224,36 @@ def test_malformed_command_lines_are_usage_errors(argv: list[str], message: str)
     assert message in str(raised.value)
 
 
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=12),
+            st.sampled_from(["--period", "--ref", "-v", "--one-time", "--credential", "--"]),
+            st.builds(
+                lambda name, value: f"--{name}={value}",
+                st.sampled_from(["period", "depth", "one-time", "v", "wait", "credential"]),
+                st.text(max_size=8),
+            ),
+        ),
+        max_size=6,
+    ),
+    st.dictionaries(
+        st.sampled_from(["GITSYNC_PERIOD", "GIT_SYNC_DEPTH", "GITSYNC_ONE_TIME", "GITSYNC_REF"]),
+        st.text(max_size=6).filter(lambda v: "\x00" not in v),
+        max_size=3,
+    ),
+)
+def test_any_input_is_a_config_a_usage_error_or_a_config_error(
+    argv: list[str], env: dict[str, str]
+) -> None:
+    """Whatever the command line and environment, parsing never fails with anything else (so the
+    user never sees a traceback)."""
+    try:
+        load([*BASE, *argv], env)
+    except (UsageError, ConfigError) as err:
+        assert "\n" not in str(err)
+
+
 @pytest.mark.parametrize(("argv", "kind"), [(["--version"], "version"), (["-h"], "help")])
 def test_print_and_exit_actions(argv: list[str], kind: str) -> None:
     assert load(argv, {}) == Action(kind)
