@@ -3,7 +3,6 @@ user of kubernetes/git-sync v4 would write them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -322,58 +321,3 @@ def test_trigger_signatures() -> None:
     assert not authorized(secret, {"X-Gitlab-Token": "nope"}, body)
     assert not authorized(secret, {}, body)
     assert not authorized(b"", {"X-Gitlab-Token": ""}, body)
-
-
-# -- GitHub app JWT ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("fmt", ["PEM", "PKCS8"])
-def test_github_app_jwt_verifies_with_openssl(tmp_path: Path, fmt: str) -> None:
-    """The RS256 signature is checked by an independent implementation (openssl)."""
-    import base64
-    import subprocess
-
-    from sidecars.git_sync.githubapp import load_private_key, make_jwt
-    from tests.fixtures.requirements import require_program
-
-    keygen = require_program("ssh-keygen")
-    openssl = require_program("openssl")
-    key_file = tmp_path / "key"
-    subprocess.run(
-        [keygen, "-q", "-t", "rsa", "-b", "2048", "-m", fmt, "-N", "", "-f", str(key_file)],
-        check=True,
-    )
-    token = make_jwt(load_private_key(key_file.read_text()), "Iv1.client", 1_700_000_000)
-    header, claims, signature = token.split(".")
-
-    def unb64(part: str) -> bytes:
-        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-    assert json.loads(unb64(claims)) == {
-        "iss": "Iv1.client",
-        "iat": 1_700_000_000,
-        "exp": 1_700_000_600,
-    }
-    assert json.loads(unb64(header))["alg"] == "RS256"
-    public = tmp_path / "public.pem"
-    subprocess.run(
-        [openssl, "pkey", "-in", str(key_file), "-pubout", "-out", str(public)], check=True
-    )
-    (tmp_path / "sig").write_bytes(unb64(signature))
-    (tmp_path / "msg").write_bytes(f"{header}.{claims}".encode())
-    verified = subprocess.run(
-        [
-            openssl,
-            "dgst",
-            "-sha256",
-            "-verify",
-            str(public),
-            "-signature",
-            str(tmp_path / "sig"),
-            str(tmp_path / "msg"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert verified.stdout.strip() == "Verified OK"
