@@ -781,6 +781,15 @@ def test_depth_zero_fetches_full_history(
     assert git("rev-list", "--count", "HEAD", cwd=full / "current") == "4"
 
 
+def test_partial_clone_filter(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    git("config", "uploadpack.allowFilter", "true", cwd=git_remote.bare)
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time", "--filter=blob:none"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert (root / "current" / "index.html").read_text() == "<h1>first</h1>\n"
+    assert "partialclonefilter=blob:none" in git("config", "--list", cwd=root)
+
+
 def test_sync_timeout_abandons_a_stuck_sync_cleanly(
     git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
 ) -> None:
