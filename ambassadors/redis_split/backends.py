@@ -43,6 +43,9 @@ class Node:
         self.up = False  # answers health checks
         self.eligible = False  # replica: passes the lag gate; master: up and writable
         self.writable = True
+        # Replica answers and has a dataset (not loading): usable, stale, while the master is
+        # down. Its link status is then necessarily down, which the lag gate would refuse.
+        self.serves_stale = False
         self.offset = 0
         self.lag_bytes: int | None = None
         self.lag_seconds: float | None = None
@@ -126,6 +129,8 @@ class Backends:
             for r in self.replicas
             if r.eligible and r is not exclude and (min_offset is None or r.offset >= min_offset)
         ]
+        if not candidates and master is None and not self.master.up:
+            candidates = [r for r in self.replicas if r.serves_stale and r is not exclude]
         if policy is ReadPolicy.ANY and master is not None:
             candidates.append(master)
         if candidates:
@@ -186,7 +191,7 @@ class Backends:
                 "node down",
                 extra={"node": str(node.address), "role": node.role, "reason": reason},
             )
-        node.up = node.eligible = False
+        node.up = node.eligible = node.serves_stale = False
         node.drop_idle()
         metrics.UPSTREAM_UP.labels(str(node.address), node.role).set(0)
 
@@ -237,6 +242,7 @@ class Backends:
         if limit_seconds is not None and node.lag_seconds > limit_seconds:
             reasons.append(f"lag {node.lag_seconds:.3f}s")
         eligible = not reasons
+        node.serves_stale = fields.get("role") == "slave" and fields.get("loading") != "1"
         if eligible and not node.eligible:
             await self.load_scripts(node)
             log.info("replica in rotation", extra={"node": str(node.address)})

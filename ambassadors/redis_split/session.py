@@ -281,10 +281,17 @@ class Session:
             if command.name == b"client":
                 key = command.args[0].lower().decode() if command.args else "client"
             self._prelude[key] = frame
-        await self._send_master(frame, Action.MASTER, touched)
         master = self._backends.master
+        replier = master
+        if not master.up and master not in self._conns:
+            # Master down: the state still matters for reads on replicas; one of them answers.
+            replier = self._backends.pick_reader(self._config.read_policy) or master
+        if replier is master:
+            await self._send_master(frame, Action.MASTER, touched)
+        else:
+            await self._send(replier, frame, Action.MASTER, touched)
         for node, upstream in list(self._conns.items()):
-            if node is master or upstream.stale:
+            if node is replier or upstream.stale:
                 continue
             touched.setdefault(upstream, []).append(frame)
             self._enqueue(Pending(upstream, b"", None, Action.STATE, False, time.perf_counter()))
