@@ -104,6 +104,11 @@ class Backends:
         self._rr = 0
         self.master_changed = asyncio.Event()  # set on every master move (Sentinel)
         self.resolve_requested = asyncio.Event()  # set on -READONLY: ask Sentinel again
+        # A replica we know reports itself master while Sentinel has not announced the switch
+        # yet: writes wait for the switch rather than land on a master about to be demoted.
+        self.promotion_seen = False
+        # Old masters keep saying "master" until Sentinel converts them; not a new promotion.
+        self._former_masters: set[Address] = set()
         self._stopping = False
 
     # -- choosing a node ------------------------------------------------------------------
@@ -241,6 +246,11 @@ class Backends:
         limit_seconds = self.config.max_replica_lag_seconds
         if limit_seconds is not None and node.lag_seconds > limit_seconds:
             reasons.append(f"lag {node.lag_seconds:.3f}s")
+        promoted = fields.get("role") == "master" and node.address not in self._former_masters
+        if promoted and self.config.sentinels and not self.promotion_seen:
+            log.warning("replica promoted; holding writes", extra={"node": str(node.address)})
+            self.promotion_seen = True
+            self.resolve_requested.set()
         eligible = not reasons
         node.serves_stale = fields.get("role") == "slave" and fields.get("loading") != "1"
         if eligible and not node.eligible:
@@ -321,9 +331,12 @@ class Backends:
                 extra={"old": str(self.master.address), "new": str(master)},
             )
             metrics.FAILOVERS.inc()
+            self._former_masters.add(self.master.address)
+            self._former_masters.discard(master)
             self.master.move_to(master)
             self.table = CommandTable()
             self._samples.clear()
+            self.promotion_seen = False
             self.master_changed.set()
             self.master_changed = asyncio.Event()
         known = {r.address: r for r in self.replicas}

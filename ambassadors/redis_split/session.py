@@ -56,6 +56,9 @@ class Pending:
     started: float
     before: asyncio.Task[None] | None = None
     write: bool = False
+    # A plain write outside MULTI/WATCH: on -READONLY it did not run, so after a failover it
+    # can be re-sent to the new master.
+    retry_write: bool = False
 
 
 class _Metric:
@@ -92,6 +95,7 @@ class Session:
         self._config = config
         self._scanner = RequestScanner()
         self._conns: dict[Node, Upstream] = {}
+        self._retired: list[Upstream] = []
         self._prelude: dict[str, bytes] = {}
         self._in_multi = False
         self._watching = False
@@ -152,6 +156,8 @@ class Session:
         for node, upstream in self._conns.items():
             node.release(upstream, reusable=clean and self._pipe_frame is None)
         self._conns.clear()
+        for upstream in self._retired:
+            upstream.close()
 
     # -- reading commands -----------------------------------------------------------------
 
@@ -343,7 +349,17 @@ class Session:
         touched: dict[Upstream, list[bytes]],
         before: asyncio.Task[None] | None = None,
     ) -> None:
-        master = self._backends.master
+        backends = self._backends
+        if backends.promotion_seen:
+            # A failover is under way: a write sent to the old master now would be lost
+            # when Sentinel demotes it. Wait (bounded) for the switch.
+            changed = backends.master_changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await changed.wait()
+                    while not backends.master.up:
+                        await asyncio.sleep(0.02)
+        master = backends.master
         if not master.up and master not in self._conns:
             self._answer(
                 error_reply(f"MASTERDOWN ambassador: master {master.address} is unavailable"),
@@ -379,6 +395,7 @@ class Session:
         touched.setdefault(upstream, []).append(frame)
         write = node.role is Role.MASTER and action not in (Action.READ, Action.SCAN)
         write = write and action is not Action.MASTER
+        retry_write = action is Action.WRITE and not self._in_multi and not self._watching
         if write:
             self._pending_writes += 1
             self._wrote = True
@@ -387,12 +404,13 @@ class Session:
             Pending(
                 upstream,
                 b"",
-                frame if keep_frame else None,
+                frame if keep_frame or retry_write else None,
                 action,
                 True,
                 time.perf_counter(),
                 before=before,
                 write=write,
+                retry_write=retry_write,
             )
         )
 
@@ -403,8 +421,10 @@ class Session:
         if upstream is not None and not upstream.stale:
             return upstream
         if upstream is not None:
-            # Replies still owed on the old connection are read by the pump before it closes.
+            # Replies still owed on the old connection are read by the pump; it is closed
+            # when the session ends.
             del self._conns[node]
+            self._retired.append(upstream)
         try:
             upstream = await node.connect()
         except (OSError, TimeoutError) as exc:
@@ -511,7 +531,7 @@ class Session:
                 del self._conns[node]
             if node.role is Role.REPLICA:
                 node.eligible = False  # out of rotation until the health check says otherwise
-            if pending.frame is not None:
+            if pending.frame is not None and not pending.retry_write:
                 metrics.RETRIES.labels("upstream_lost").inc()
                 return await self._retry(pending, exclude=node)
             if not pending.forward:
@@ -574,7 +594,12 @@ class Session:
     async def _on_error_reply(self, pending: Pending, reply: bytes) -> bytes:
         upstream = pending.upstream
         assert upstream is not None
-        if reply.startswith(b"-NOSCRIPT") and upstream.node.role is Role.REPLICA and pending.frame:
+        if (
+            reply.startswith(b"-NOSCRIPT")
+            and upstream.node.role is Role.REPLICA
+            and pending.frame
+            and not pending.retry_write
+        ):
             # The script cache is per node: the replica missed a SCRIPT LOAD or the script was
             # only ever EVALed on the master. The master has it (or says so itself).
             metrics.RETRIES.labels("noscript").inc()
@@ -590,18 +615,26 @@ class Session:
         return reply
 
     async def _after_readonly(self, pending: Pending, reply: bytes) -> bytes:
-        """The master we wrote to is a replica now. With Sentinel, wait briefly for the new
-        master and report; the write did not run, so the client may safely retry."""
+        """The master we wrote to is a replica now (a failover happened). With Sentinel: ask
+        it again, wait briefly for the new master, and re-send the write there; it did not
+        run on the replica, so this cannot apply it twice."""
         backends = self._backends
         backends.resolve_requested.set()
-        if not self._config.sentinels:
+        if not self._config.sentinels or not pending.retry_write or pending.frame is None:
             return reply
         changed = backends.master_changed
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(2.0):
                 await changed.wait()
+                while not backends.master.up:
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            return reply
         metrics.RETRIES.labels("readonly").inc()
-        return reply
+        try:
+            return await self._one_shot(backends.master, pending.frame)
+        except (ConnectionError, OSError, TimeoutError, UpstreamProtocolError):
+            return reply
 
     def _account(self, pending: Pending, reply: bytes) -> None:
         upstream = pending.upstream
