@@ -51,6 +51,7 @@ class Node:
         self.lag_seconds: float | None = None
         self.outstanding = 0
         self.idle: list[Upstream] = []
+        self._connecting: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"Node({self.role}, {self.address})"
@@ -65,19 +66,36 @@ class Node:
         self.up = self.eligible = False
         self.drop_idle()
 
-    async def connect(self) -> Upstream:
+    def lease(self) -> Upstream:
+        """An idle pooled connection, or a new one (connecting in the background; commands
+        sent meanwhile are queued). Never waits, so routing stays synchronous."""
         while self.idle:
             upstream = self.idle.pop()
             if not upstream.stale:
                 return upstream
             upstream.close()
-        address = self.address
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address.host, address.port), self._config.connect_timeout
+        upstream = Upstream(self)
+        address = self.address  # resolved by the connect: names follow DNS changes
+        task = asyncio.get_running_loop().create_task(
+            upstream.connect(address.host, address.port, self._config.connect_timeout)
         )
-        return Upstream(self, reader, writer)
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+        return upstream
+
+    async def connect(self) -> Upstream:
+        """A connected upstream (for one-off commands such as retries)."""
+        upstream = self.lease()
+        try:
+            await upstream.ready()
+        except ConnectionError:
+            upstream.close()
+            raise
+        return upstream
 
     def release(self, upstream: Upstream, reusable: bool) -> None:
+        upstream.listener = None
+        upstream.raw_sink = None
         if reusable and upstream.idle_clean and not upstream.stale and len(self.idle) < _POOL_MAX:
             self.idle.append(upstream)
         else:

@@ -171,7 +171,7 @@ def test_read_your_writes_gives_zero_stale_reads_with_a_lagging_replica(
 def test_malformed_input_closes_only_that_client(
     redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
 ) -> None:
-    amb = ambassador_factory(ambassador_args(redis_set))
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-your-writes"))
     good = amb.client(single_connection_client=True)
     good.set("still", "here")
     for garbage in (b"*1\r\n+PING\r\n", b"*2\r\n$3\r\nGET\r\n$-7\r\n", b"*99999999999\r\n"):
