@@ -170,14 +170,19 @@ class Ingester:
             if shape.tagged:
                 tagged += 1
             op = shape.op
+            if op == _OP_DROP:
+                drops += repeat
+                continue
             target = shape.target
             if op == _OP_COUNTER:
                 if value < 0.0:
                     negative += 1
                     continue
+                target.touched = now  # type: ignore[union-attr]
                 target.value += value  # type: ignore[union-attr]
                 counters += 1
             elif op == _OP_OBSERVE:
+                target.touched = now  # type: ignore[union-attr]
                 if repeat == 1:
                     target.observe(value)  # type: ignore[union-attr]
                 else:
@@ -185,18 +190,16 @@ class Ingester:
                         target.observe(value)  # type: ignore[union-attr]
                 observers += repeat
             elif op == _OP_GAUGE:
+                target.touched = now  # type: ignore[union-attr]
                 if relative:
                     target.value += value  # type: ignore[union-attr]
                 else:
                     target.value = value  # type: ignore[union-attr]
                 gauges += 1
-            elif op == _OP_SET:
+            else:
+                target.touched = now  # type: ignore[union-attr]
                 target.seen.add(value)  # type: ignore[union-attr]
                 sets += 1
-            else:
-                drops += repeat
-                continue
-            target.touched = now  # type: ignore[union-attr]
 
         if samples:
             telemetry.samples += samples
