@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"metrics-adapter: error: {err}", file=sys.stderr)
         return 1
+    if settings.debug_dump_fsm:
+        log.warning("--debug.dump-fsm: globs are matched without an FSM here; nothing to dump")
     if settings.check_config:
         log.info("configuration check successful, exiting")
         return 0

@@ -188,7 +188,14 @@ class Exposition:
                     key, _, value = header.partition(":")
                     if key:
                         headers[key.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0") or 0)
+                try:
+                    length = int(headers.get("content-length", "0") or 0)
+                except ValueError:
+                    await _respond(writer, 400, "Bad Request\n", close=True)
+                    return
+                if length > _MAX_REQUEST_HEAD:
+                    await _respond(writer, 400, "Bad Request\n", close=True)
+                    return
                 if length:
                     await reader.readexactly(length)
                 close = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import stat
@@ -18,6 +19,8 @@ from typing import Any
 
 from adapters.metrics.errors import ConfigError
 from adapters.metrics.telemetry import Telemetry
+
+log = logging.getLogger("metrics-adapter")
 
 # Upstream reads TCP with a bufio.Reader of 4096 bytes: a longer line is "too long".
 TCP_MAX_LINE = 4096
@@ -69,7 +72,11 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         self.count()
-        self.on_datagram(data)
+        try:
+            self.on_datagram(data)
+        except Exception:
+            # A bug must cost one datagram, never the listener.
+            log.exception("failed to process a datagram")
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors and the like: nothing to do, the socket stays open.
@@ -191,4 +198,7 @@ def _deliver(raw: list[bytes], on_lines: Callable[[list[str]], None], telemetry:
             telemetry.lines += 1
             telemetry.sample_error("malformed_line")
     if lines:
-        on_lines(lines)
+        try:
+            on_lines(lines)
+        except Exception:
+            log.exception("failed to process TCP lines")
