@@ -232,6 +232,10 @@ class Registry:
             return False
         if any(n.startswith("__") for n in label_names):
             return False  # reserved for Prometheus' own use
+        if (kind == "histogram" and "le" in label_names) or (
+            kind == "summary" and "quantile" in label_names
+        ):
+            return False  # the exposition adds that label itself
         return all(name + suffix not in self._owners for suffix in _SUFFIXES[kind])
 
     def sweep(self, now: float) -> int:

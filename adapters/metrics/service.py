@@ -223,5 +223,10 @@ class Service:
                 remove_unix_socket(owned_unix)
 
     async def _sighup(self) -> None:
+        settings = self.settings
+        if not (settings.statsd_mapping_config or settings.jmx_config or settings.json_config):
+            # As upstream: nothing to reload is not a reload (and not counted as one).
+            log.warning("received SIGHUP but there is no config file to reload")
+            return
         log.info("received SIGHUP, reloading config")
         await self.reload()

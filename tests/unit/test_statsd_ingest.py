@@ -225,3 +225,16 @@ def test_go_float_syntax(value: str) -> None:
     ing = build(mapping="")
     ing.lines([f"g:{value}|g"])
     assert float(samples(ing)["g"]) == float(value)
+
+
+def test_labels_the_exposition_owns_are_a_conflict() -> None:
+    summaries = build(mapping="")
+    summaries.lines(["q:1|ms|#quantile:y", "ok:1|ms|#le:z"])
+    assert 'ok_count{le="z"}' in samples(summaries)
+    assert not any(name.startswith("q") for name in samples(summaries))
+    histograms = build(mapping="defaults:\n  observer_type: histogram\nmappings: []\n")
+    histograms.lines(["lat:1|h|#le:x", "ok:1|h|#quantile:z"])
+    assert 'ok_count{quantile="z"}' in samples(histograms)
+    assert not any(name.startswith("lat") for name in samples(histograms))
+    assert summaries.telemetry.events_conflict == {"observer": 1}
+    assert histograms.telemetry.events_conflict == {"observer": 1}
