@@ -16,11 +16,11 @@ event loop's thread: there are no locks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from adapters.metrics.mapping import Mapper, MappingConfig
 from adapters.metrics.names import escape_metric_name
-from adapters.metrics.parse import COUNTER, GAUGE, OBSERVER, SET, Event, LineParser
+from adapters.metrics.parse import COUNTER, GAUGE, OBSERVER, Event, LineParser
 from adapters.metrics.registry import DistinctSet, Histogram, Registry, Scalar, Summary
 from adapters.metrics.telemetry import Telemetry
 
@@ -326,10 +326,4 @@ class Ingester:
         else:
             series.seen.add(value)  # type: ignore[union-attr]
             op = _OP_SET
-        assert kind in (COUNTER, GAUGE, OBSERVER, SET)
         return Shape(op, series, 1.0, scale, 1, mapped, bool(labels))
-
-    def apply_all(self, events: Iterable[Event]) -> None:
-        now = time.monotonic()
-        for event in events:
-            self.apply(event, now)
