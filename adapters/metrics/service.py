@@ -118,7 +118,8 @@ class Service:
         """Re-read every config file; on error keep the running config. Returns the error."""
         async with self._reload_lock:
             try:
-                loaded = await asyncio.get_running_loop().run_in_executor(None, load, self.settings)
+                # On the loop's thread, like the first load: sources may bind to the loop.
+                loaded = load(self.settings)
             except ConfigError as err:
                 self.telemetry.config_reloads["failure"] += 1
                 log.error(
