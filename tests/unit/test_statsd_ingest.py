@@ -238,3 +238,13 @@ def test_labels_the_exposition_owns_are_a_conflict() -> None:
     assert not any(name.startswith("lat") for name in samples(histograms))
     assert summaries.telemetry.events_conflict == {"observer": 1}
     assert histograms.telemetry.events_conflict == {"observer": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_datagrams_never_raise(data: bytes) -> None:
+    ing = build()
+    ing.datagram(data)
+    ing.datagram(data)
+    assert ing.telemetry.lines == 2 * (data.count(b"\n") + 1)
+    exposition(ing)  # and whatever was made of it still renders
