@@ -3,10 +3,11 @@ UDP receiver measured in the same run.
 
     .venv/bin/python bench/statsd_ingest.py [--rate 200000] [--seconds 5] [--series 100000]
 
-1. Sustained: a paced sender sends ``rate * seconds`` lines (c, g, ms and DogStatsD-tagged lines
-   over ~1000 names, 20 lines per datagram) to an adapter started with
-   ``--statsd.read-buffer=4194304``; then polls the adapter's own ``statsd_exporter_lines_total``
-   until it stops moving and reports lines processed/lost and the kernel's UDP RcvbufErrors.
+1. Sustained: while /metrics is scraped once a second, a paced sender sends
+   ``rate * seconds`` lines (c, g, ms and DogStatsD-tagged lines over ~1000 names, 20 lines per
+   datagram) to an adapter started with ``--statsd.read-buffer=4194304``; then polls the
+   adapter's own ``statsd_exporter_lines_total`` until it stops moving and reports lines
+   processed/lost and the kernel's UDP RcvbufErrors.
 2. Saturation: paced runs at rising rates find the highest rate the adapter keeps up with (loss
    under 0.1 %); then the same lines sent unpaced, to the adapter and to a bare receiver (a
    Python process that only counts lines, with the same socket buffer), and the ratio.
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -138,13 +140,61 @@ def start_adapter(workdir: Path, *extra: str) -> Adapter:
     ).start()
 
 
+SCRAPER = textwrap.dedent(
+    """
+    import sys, time, urllib.request
+    url, longest, count = sys.argv[1], 0.0, 0
+    while sys.stdin.readline().strip() == "scrape":
+        began = time.monotonic()
+        urllib.request.urlopen(url, timeout=30).read()
+        longest, count = max(longest, time.monotonic() - began), count + 1
+        print(count, longest, flush=True)
+    """
+)
+
+
+class Scraper:
+    """Scrapes /metrics once a second, as Prometheus would, while the sender runs. A separate
+    process, so that it does not take the sender's GIL and turn paced sending into bursts."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SCRAPER, f"{adapter.url}/metrics"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.count = 0
+        self.longest = 0.0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+        self.thread.start()
+
+    def _tick(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        while not self.done.wait(1.0):
+            self.process.stdin.write("scrape\n")
+            self.process.stdin.flush()
+            count, longest = self.process.stdout.readline().split()
+            self.count, self.longest = int(count), float(longest)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
 def sustained(datagrams: list[bytes], rate: float, seconds: float, workdir: Path) -> None:
     adapter = start_adapter(workdir / "sustained")
     try:
         total = int(rate * seconds)
         before_errors = rcvbuf_errors()
         base = lines_total(adapter)
+        scraper = Scraper(adapter)
         took = send(adapter.statsd_port, datagrams, total, rate)
+        scraper.stop()
         processed, _ = wait_flat(adapter)
         processed -= base
         errors = rcvbuf_errors() - before_errors
@@ -152,7 +202,8 @@ def sustained(datagrams: list[bytes], rate: float, seconds: float, workdir: Path
             f"sustained: sent {total:,} lines in {took:.2f}s "
             f"({total / took:,.0f} lines/s offered); "
             f"processed {processed:,.0f}; lost {total - processed:,.0f} "
-            f"({(total - processed) / total:.2%}); kernel RcvbufErrors +{errors}"
+            f"({(total - processed) / total:.2%}); kernel RcvbufErrors +{errors}; "
+            f"{scraper.count} scrapes meanwhile, longest {scraper.longest:.3f}s"
         )
     finally:
         adapter.stop()
