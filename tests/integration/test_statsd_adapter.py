@@ -316,3 +316,17 @@ def test_logfmt_logs(start_adapter: Callable[..., Adapter]) -> None:
     assert lines
     assert all(line.startswith("ts=") and " level=" in line for line in lines)
     assert any('msg="shutting down"' in line for line in lines)
+
+
+def test_existing_unixgram_path_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "taken.sock"
+    path.write_text("someone else's")
+    done = _run(
+        f"--statsd.listen-unixgram={path}",
+        "--statsd.listen-udp=",
+        "--statsd.listen-tcp=",
+        "--web.listen-address=127.0.0.1:0",
+    )
+    assert done.returncode == 1
+    assert "already exists" in done.stderr
+    assert path.read_text() == "someone else's"  # not removed on the way out
