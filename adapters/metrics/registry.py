@@ -48,7 +48,9 @@ class Histogram:
         self.touched = now
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
+        # NaN compares false with every bound; Go's client counts it in +Inf only, and so do we.
+        slot = bisect_left(self.bounds, value) if value == value else len(self.bounds)
+        self.counts[slot] += 1
         self.sum += value
         self.count += 1
 

@@ -248,3 +248,11 @@ def test_fuzz_datagrams_never_raise(data: bytes) -> None:
     ing.datagram(data)
     assert ing.telemetry.lines == 2 * (data.count(b"\n") + 1)
     exposition(ing)  # and whatever was made of it still renders
+
+
+def test_nan_lands_in_the_inf_bucket_only() -> None:
+    ing = build(mapping="defaults:\n  observer_type: histogram\nmappings: []\n")
+    ing.lines(["h:nan|h", "h:0.001|h"])
+    got = samples(ing)
+    assert got['h_bucket{le="0.005"}'] == "1"
+    assert got['h_bucket{le="+Inf"}'] == "2"
