@@ -27,6 +27,7 @@ log = logging.getLogger("metrics-adapter")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MAX_REQUEST_HEAD = 16384
+_IDLE = 120.0  # seconds a keep-alive connection may sit idle (Prometheus scrapes more often)
 _SLICE = 0.005  # seconds of rendering between two yields to the event loop
 _CHUNK = 50  # series rendered between two looks at the clock
 _INF_LE = 'le="+Inf"'
@@ -178,8 +179,13 @@ class Exposition:
         try:
             while True:
                 try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _IDLE)
+                except (
+                    TimeoutError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    OSError,
+                ):
                     return
                 if len(head) > _MAX_REQUEST_HEAD:
                     return
