@@ -49,7 +49,11 @@ def _udp_socket(host: str, port: int, read_buffer: int, flag: str) -> socket.soc
         candidates = [(socket.AF_INET6, ("::", port)), (socket.AF_INET, ("0.0.0.0", port))]
     last_error: OSError | None = None
     for family, sockaddr in candidates:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as err:  # e.g. no IPv6 in this kernel: try the next family
+            last_error = err
+            continue
         try:
             if family == socket.AF_INET6 and not host:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
