@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.metrics.jmx.flatten import java_double, java_string
 from adapters.metrics.jmx.javaregex import (
@@ -191,3 +193,26 @@ def test_key_properties_keep_registration_order_and_quotes() -> None:
         "name": '"a,b=c"',
         "zone": "eu",
     }
+
+
+_PREFIXED = [
+    r"ab(\w+)c(\d*)",
+    r"a.b<(\w+)=(.*)>",
+    r"ab+(b*)(x)?",
+    r"a<(.+), (.+)><>(\w+)",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.sampled_from(_PREFIXED),
+    subject=st.text(alphabet="ab.<>=, xc01\n", max_size=30),
+)
+def test_literal_prefix_shortcut_matches_like_the_anchored_regex(
+    pattern: str, subject: str
+) -> None:
+    compiled = compile_rule_pattern(pattern)
+    assert compiled.prefix is not None
+    reference = compiled.full.match(subject)
+    expected = None if reference is None else (subject, *reference.groups())
+    assert compiled.match(subject) == expected

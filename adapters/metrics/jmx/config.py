@@ -28,6 +28,7 @@ from adapters.metrics.errors import ConfigError
 from adapters.metrics.jmx.javaregex import (
     JavaRegexError,
     Replacement,
+    RulePattern,
     compile_rule_pattern,
     required_literal,
 )
@@ -90,7 +91,7 @@ _TYPES = {"GAUGE": "GAUGE", "COUNTER": "COUNTER", "UNTYPED": "UNKNOWN", "UNKNOWN
 class Rule:
     """One compiled rule. ``None`` fields were not given."""
 
-    pattern: re.Pattern[str] | None
+    pattern: RulePattern | None
     literal: str | None  # text every match must contain (a cheap pre-check), if known
     name: Replacement | None
     value: Replacement | None

@@ -51,6 +51,10 @@ def java_double(x: float) -> str:
         return "Infinity" if x > 0 else "-Infinity"
     if x == 0.0:
         return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    if 1e-3 <= abs(x) < 1e7:
+        # In this range Python's repr has Java's form already: shortest digits, no exponent,
+        # at least one digit after the point.
+        return repr(x)
     # repr() gives the shortest digits that round-trip, as Java's algorithm does (JDK 19+ exactly,
     # earlier JDKs in all but rare cases).
     sign, digits_t, exp = Decimal(repr(x)).as_tuple()
