@@ -10,6 +10,8 @@ keeps the old config and counts a reload failure.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -92,6 +94,8 @@ class JmxSource:
         self._meta: dict[str, dict[str, AttributeMeta]] = {}
         self._listed_domains: set[str] = set()
         self._pending_domains: set[str] | None = None  # None: list everything on first scrape
+        self._list_inline = True
+        self._list_task: asyncio.Task[None] | None = None
         wildcard = any(p.is_pattern and "*" in p.text.split(":", 1)[0] for p in config.include)
         if not wildcard:
             self._pending_domains = {p.text.split(":", 1)[0] for p in config.include}
@@ -103,6 +107,10 @@ class JmxSource:
         return f"jmx:{self._path}"
 
     async def close(self) -> None:
+        if self._list_task is not None:
+            self._list_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._list_task
         await self._client.close()
 
     async def _maybe_reload(self) -> None:
@@ -117,6 +125,8 @@ class JmxSource:
             log.error("jmx config reload failed: %s", e)
             return
         old = self._client
+        if self._list_task is not None:
+            self._list_task.cancel()
         self._apply(config)
         await old.close()
         self._reload_success += 1
@@ -148,10 +158,20 @@ class JmxSource:
         listing: list[str | None] = (
             [None] if self._pending_domains is None else [*sorted(self._pending_domains)]
         )
+        if listing and not self._list_inline:
+            # Listing made a scrape fail before (a big JVM under load can take longer to list
+            # than to read): list in the background with more time, read now.
+            self._list_in_background(listing)
+            listing = []
         for domain in listing:
             requests.append(list_request(None if domain is None else escape_path(domain)))
         requests.extend(read_request(p.query()) for p in config.include)
-        answers = await self._client.bulk(requests)
+        try:
+            answers = await self._client.bulk(requests)
+        except JolokiaError:
+            if listing:
+                self._list_inline = False
+            raise
         list_answers, read_answers = answers[: len(listing)], answers[len(listing) :]
         self._learn(listing, list_answers)
 
@@ -242,6 +262,22 @@ class JmxSource:
             if _same_name(text, domain, properties):
                 skip = skip | attrs
         return _Bean(domain, properties, bean_name(domain, properties), included, only, skip)
+
+    def _list_in_background(self, listing: list[str | None]) -> None:
+        if self._list_task is not None and not self._list_task.done():
+            return
+
+        async def run() -> None:
+            requests = [list_request(None if d is None else escape_path(d)) for d in listing]
+            try:
+                answers = await self._client.bulk(requests, timeout=self._config.timeout * 10)
+            except JolokiaError as e:
+                log.warning("jmx list of %s failed: %s", self._client.url, e)
+                return
+            self._learn(listing, answers)
+            self._list_inline = True
+
+        self._list_task = asyncio.create_task(run())
 
     def _want_list(self, domain: str) -> None:
         if self._pending_domains is not None:
