@@ -282,3 +282,29 @@ def test_config_file_is_reloaded_when_it_changes(demo_jvm: DemoJvm, tmp_path: Pa
         assert third["jmx_config_reload_failure_total"] == 1
 
     run(body)
+
+
+def test_two_jvms_are_told_apart_by_a_target_label(
+    demo_jvm: DemoJvm, start_jvm: Callable[..., DemoJvm], tmp_path: Path
+) -> None:
+    other = start_jvm()
+    rules = "rules:\n- pattern: 'name=api.*><>Count'\n  name: requests\n"
+    paths = [
+        write_config(tmp_path, demo_jvm.url, body=rules, name="orders.yml"),
+        write_config(tmp_path, other.url, body="targetName: billing\n" + rules, name="b.yml"),
+    ]
+    (source,) = jmx_sources(paths)
+
+    async def body() -> None:
+        try:
+            text = await scrape(source)
+        finally:
+            await source.close()
+        got = series(text)
+        assert got['requests{jmx_target="orders"}'] == 200
+        assert got['requests{jmx_target="billing"}'] == 200
+        assert got['jmx_scrape_error{jmx_target="orders"}'] == 0
+        assert got['jmx_scrape_error{jmx_target="billing"}'] == 0
+        assert text.count("# TYPE jmx_scrape_error ") == 1
+
+    run(body)
