@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.fixtures.redis_nodes",
     "tests.fixtures.docker_images",
     "tests.fixtures.jvm",
+    "tests.fixtures.nginx",
 ]
