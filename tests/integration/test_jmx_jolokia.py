@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -308,3 +310,35 @@ def test_two_jvms_are_told_apart_by_a_target_label(
         assert text.count("# TYPE jmx_scrape_error ") == 1
 
     run(body)
+
+
+def test_gc_info_tables_after_a_real_gc(demo_jvm: DemoJvm, tmp_path: Path) -> None:
+    # Ask the JVM for a collection through Jolokia's exec, so LastGcInfo is filled in.
+    request = urllib.request.Request(
+        demo_jvm.url + "/",
+        data=json.dumps(
+            {"type": "exec", "mbean": "java.lang:type=Memory", "operation": "gc"}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert json.load(r)["status"] == 200
+    body = "includeObjectNames: ['java.lang:type=GarbageCollector,*']\n"
+    (source,) = jmx_sources([write_config(tmp_path, demo_jvm.url, body=body)])
+
+    async def body_() -> None:
+        try:
+            got = series(await scrape(source))
+        finally:
+            await source.close()
+        # The JDK registers "java.lang:name=MarkSweepCompact,type=GarbageCollector" (SerialGC):
+        # the default name takes the first property, the pools become a "key" label.
+        after_gc = [
+            k
+            for k in got
+            if k.startswith("java_lang_MarkSweepCompact_LastGcInfo_memoryUsageAfterGc_used{")
+        ]
+        assert any('key="Tenured Gen"' in k for k in after_gc), sorted(got)[:40]
+        assert all('type="GarbageCollector"' in k for k in after_gc)
+
+    run(body_)

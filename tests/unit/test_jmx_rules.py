@@ -473,3 +473,39 @@ def test_a_slow_listing_moves_to_the_background_and_reads_go_on() -> None:
     assert second["demo_app_Regions_Entries_eu"] == 5
     assert third['demo_app_Regions_Entries{key="eu"}'] == 5
     assert third["jmx_scrape_error"] == 0
+
+
+def test_maps_inside_composite_data_become_labels_like_gc_info() -> None:
+    beans = {
+        # The JDK registers its collectors with "name" first.
+        "java.lang:name=Copy,type=GarbageCollector": {
+            "CollectionCount": 3,
+            "LastGcInfo": {
+                "id": 3,
+                "memoryUsageAfterGc": {
+                    "Eden Space": {"committed": 10, "init": 10, "max": 20, "used": 0},
+                    "Tenured Gen": {"committed": 30, "init": 30, "max": 90, "used": 7},
+                },
+            },
+        }
+    }
+    text = scrape("rules:\n- pattern: 'used|CollectionCount|<LastGcInfo>id'\n", beans)
+    gc = 'type="GarbageCollector"'
+    assert jmx_series(text) == {
+        f"java_lang_Copy_CollectionCount{{{gc}}}": 3,
+        f"java_lang_Copy_LastGcInfo_id{{{gc}}}": 3,
+        f'java_lang_Copy_LastGcInfo_memoryUsageAfterGc_used{{key="Eden Space",{gc}}}': 0,
+        f'java_lang_Copy_LastGcInfo_memoryUsageAfterGc_used{{key="Tenured Gen",{gc}}}': 7,
+    }
+
+
+def test_longs_sent_as_strings_are_numbers_and_error_texts_are_skipped() -> None:
+    beans = {
+        "demo.app:type=Requests,name=api,zone=eu": {
+            "Count": "1234567890123",
+            "Errors": "Unsupported",
+        }
+    }
+    types_ = {"demo.app:type=Requests,name=api,zone=eu": {"Count": "long", "Errors": "int"}}
+    text = scrape("rules:\n- pattern: 'Count|Errors'\n", beans, types_)
+    assert jmx_series(text) == {'demo_app_Requests_Count{name="api",zone="eu"}': 1234567890123}
