@@ -509,3 +509,31 @@ def test_longs_sent_as_strings_are_numbers_and_error_texts_are_skipped() -> None
     types_ = {"demo.app:type=Requests,name=api,zone=eu": {"Count": "long", "Errors": "int"}}
     text = scrape("rules:\n- pattern: 'Count|Errors'\n", beans, types_)
     assert jmx_series(text) == {'demo_app_Requests_Count{name="api",zone="eu"}': 1234567890123}
+
+
+def test_a_bean_registered_later_gets_its_types_listed_once() -> None:
+    fake = FakeJolokia(REQUESTS, TABULAR_TYPES)
+    config = parse_config(URL + "includeObjectNames: ['demo.app:*']\n")
+    source = JmxSource("t.yml", config, transport=fake.transport)
+
+    async def run() -> list[dict[str, float]]:
+        out = []
+        try:
+            out.append(jmx_series(render(await source.collect())))
+            fake.beans["demo.app:type=Regions"] = CACHE["demo.app:type=Regions"]
+            for _ in range(3):
+                out.append(jmx_series(render(await source.collect())))
+        finally:
+            await source.close()
+        return out
+
+    results = asyncio.run(run())
+    assert "demo_app_Regions_Entries_eu" in results[1]  # types unknown yet: read as composite
+    assert results[2]['demo_app_Regions_Entries{key="eu"}'] == 5  # listed with this scrape
+    assert results[3] == results[2]
+    assert [[r["type"] for r in post] for post in fake.posts] == [
+        ["list", "read"],
+        ["read"],
+        ["list", "read"],
+        ["read"],
+    ]

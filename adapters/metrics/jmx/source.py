@@ -92,7 +92,10 @@ class JmxSource:
         )
         self._beans: dict[str, _Bean] = {}
         self._meta: dict[str, dict[str, AttributeMeta]] = {}
-        self._listed_domains: set[str] = set()
+        # Bean names a list answer covered (found or not), and names waiting for one.
+        self._listed: set[str] = set()
+        self._wanted: set[str] = set()
+        self._last_error: str | None = None
         self._pending_domains: set[str] | None = None  # None: list everything on first scrape
         self._list_inline = True
         self._list_task: asyncio.Task[None] | None = None
@@ -145,7 +148,14 @@ class JmxSource:
             error = await self._scrape(samples)
         except JolokiaError as e:
             error = 1.0
-            log.warning("jmx scrape of %s failed: %s", self._client.url, e)
+            # A JVM that stays down would log every scrape: log when the failure changes.
+            level = logging.DEBUG if str(e) == self._last_error else logging.WARNING
+            log.log(level, "jmx scrape of %s failed: %s", self._client.url, e)
+            self._last_error = str(e)
+        else:
+            if self._last_error is not None:
+                log.info("jmx scrape of %s works again", self._client.url)
+                self._last_error = None
         finally:
             self._engine.end()
         families = to_families(samples)
@@ -199,7 +209,8 @@ class JmxSource:
                 if not bean.included or not isinstance(attributes, dict):
                     continue
                 meta = self._meta.get(object_name)
-                if meta is None and bean.domain not in self._listed_domains:
+                if meta is None and object_name not in self._listed:
+                    self._wanted.add(object_name)
                     self._want_list(bean.domain)
 
                 def emit(
@@ -241,6 +252,8 @@ class JmxSource:
         # Keep only beans still there: a JVM that churns through bean names stays bounded.
         self._beans = beans
         self._meta = {k: v for k, v in self._meta.items() if k in beans}
+        self._listed &= beans.keys()
+        self._wanted &= beans.keys()
         return error
 
     def _bean(self, object_name: str) -> _Bean:
@@ -291,21 +304,27 @@ class JmxSource:
                 continue
             tree = value if domain is None else {domain: value}
             for dom, beans in tree.items():
-                self._listed_domains.add(dom)
                 if not isinstance(beans, dict):
                     continue
                 for props, info in beans.items():
                     attrs = info.get("attr") if isinstance(info, dict) else None
                     if not isinstance(attrs, dict):
                         continue
+                    self._listed.add(f"{dom}:{props}")
                     self._meta[f"{dom}:{props}"] = {
                         name: AttributeMeta(str(a.get("type")), a.get("desc"))
                         for name, a in attrs.items()
                         if isinstance(a, dict)
                     }
         if listing:
-            # Domains asked for are now known, found or not: do not ask again every scrape.
-            self._listed_domains.update(d for d in listing if d is not None)
+            # Beans of the listed domains are covered, found or not: not asked for again (until
+            # they go away and come back).
+            everything = None in listing
+            domains = {d for d in listing if d is not None}
+            for name in list(self._wanted):
+                if everything or name.partition(":")[0] in domains:
+                    self._listed.add(name)
+                    self._wanted.discard(name)
             self._pending_domains = set()
 
     def _own_metrics(self, duration: float, error: float) -> list[Metric]:
