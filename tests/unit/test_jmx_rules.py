@@ -537,3 +537,20 @@ def test_a_bean_registered_later_gets_its_types_listed_once() -> None:
         ["list", "read"],
         ["read"],
     ]
+
+
+def test_start_delay_serves_nothing_until_it_has_passed() -> None:
+    text = scrape("startDelaySeconds: 3600\n", REQUESTS)
+    assert text == ""
+
+
+def test_include_object_name_attributes_keeps_only_those() -> None:
+    text = scrape(
+        """
+        includeObjectNames: ['demo.app:type=Requests,name=api,zone=eu']
+        includeObjectNameAttributes:
+          "demo.app:type=Requests,name=api,zone=eu": [Count]
+        """,
+        REQUESTS,
+    )
+    assert jmx_series(text) == {'demo_app_Requests_Count{name="api",zone="eu"}': 200}
