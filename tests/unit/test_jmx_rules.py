@@ -554,3 +554,18 @@ def test_include_object_name_attributes_keeps_only_those() -> None:
         REQUESTS,
     )
     assert jmx_series(text) == {'demo_app_Requests_Count{name="api",zone="eu"}': 200}
+
+
+def test_overlapping_scrapes_take_turns_and_both_answer() -> None:
+    fake = FakeJolokia(REQUESTS)
+    config = parse_config(URL + "rules:\n- pattern: 'name=api.*Count'\n  name: requests\n")
+    source = JmxSource("t.yml", config, transport=fake.transport)
+
+    async def run() -> list[dict[str, float]]:
+        try:
+            results = await asyncio.gather(*(source.collect() for _ in range(3)))
+        finally:
+            await source.close()
+        return [jmx_series(render(r)) for r in results]
+
+    assert asyncio.run(run()) == [{"requests": 200}] * 3

@@ -73,6 +73,7 @@ class JmxSource:
         self._created = time.monotonic()
         self._reload_success = 0
         self._reload_failure = 0
+        self._lock = asyncio.Lock()
         self._apply(self._config)
         for key in self._config.ignored_keys:
             log.warning(
@@ -136,6 +137,12 @@ class JmxSource:
         log.info("jmx config %s reloaded", self._path)
 
     async def collect(self) -> list[Metric]:
+        # Two overlapping /metrics requests take turns: the rule caches assume one scrape at a
+        # time, and a second bulk read of the same JVM at the same moment would gain nothing.
+        async with self._lock:
+            return await self._collect()
+
+    async def _collect(self) -> list[Metric]:
         await self._maybe_reload()
         config = self._config
         start = time.perf_counter()
