@@ -121,6 +121,7 @@ class RuleEngine:
         self._fresh: dict[tuple[str, str], _Entry] = {}
         self._described: dict[tuple[object, ...], _Described | None] = {}
         self._described_fresh: dict[tuple[object, ...], _Described | None] = {}
+        self._value_splits = {id(r): _value_splits(r.literal) for r in config.rules}
         # Rules whose name, labels or help use $0, the whole match string (value included).
         self._uses_whole_match = {
             id(r)
@@ -209,7 +210,9 @@ class RuleEngine:
             if rule.cache:
                 if literal in head + "<cache>":
                     out.append(rule)
-            elif literal in head or _reaches_value(head, literal):
+            elif literal in head or any(
+                head.endswith(literal[:split]) for split in self._value_splits[id(rule)]
+            ):
                 out.append(rule)
         return tuple(out)
 
@@ -358,13 +361,20 @@ def _label_set(labels: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(seen.items()))
 
 
-def _reaches_value(head: str, literal: str) -> bool:
-    """Can ``literal`` occur in ``head + v`` for a numeric/boolean ``v``, other than in head?"""
+def _value_splits(literal: str | None) -> tuple[int, ...]:
+    """Where ``literal`` could be cut into (tail of the head, start of a number/boolean).
+
+    The head always ends with ": ", so a non-empty first part must too, and the second part may
+    only have characters a Java number or boolean can have. Usually there is no such cut."""
+    if literal is None:
+        return ()
+    splits = []
     for split in range(len(literal)):
-        rest = literal[split:]
-        if all(c in _VALUE_CHARS for c in rest) and head.endswith(literal[:split]):
-            return True
-    return False
+        if not all(c in _VALUE_CHARS for c in literal[split:]):
+            continue
+        if split == 0 or literal[:split].endswith(": "):
+            splits.append(split)
+    return tuple(splits)
 
 
 def _default_help(
