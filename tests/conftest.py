@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.fixtures.git_remote",
     "tests.fixtures.redis_nodes",
     "tests.fixtures.docker_images",
+    "tests.fixtures.podman",
 ]
