@@ -15,4 +15,6 @@ pytest_plugins = [
     "tests.fixtures.redis_nodes",
     "tests.fixtures.docker_images",
     "tests.fixtures.jvm",
+    "tests.fixtures.nginx",
+    "tests.fixtures.podman",
 ]

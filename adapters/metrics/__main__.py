@@ -44,17 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     assert not isinstance(parsed, str)
     settings = parsed
     log = logs.configure(settings.log_level, settings.log_format)
-    try:
-        validate(settings)
-        loaded = load(settings)
-    except ConfigError as err:
-        print(f"metrics-adapter: error: {err}", file=sys.stderr)
-        return 1
-    if settings.check_config:
-        log.info("configuration check successful, exiting")
-        return 0
+    if settings.debug_dump_fsm:
+        log.warning("--debug.dump-fsm: globs are matched without an FSM here; nothing to dump")
 
     async def serve() -> int:
+        validate(settings)
+        # Inside the loop: scrape-time sources may create loop-bound clients.
+        loaded = load(settings)
+        if settings.check_config:
+            for source in loaded.sources:
+                await source.close()
+            log.info("configuration check successful, exiting")
+            return 0
         return await Service(settings, loaded).run()
 
     _event_loop_policy()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -26,7 +27,9 @@ log = logging.getLogger("metrics-adapter")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MAX_REQUEST_HEAD = 16384
-_YIELD_EVERY = 5000  # series rendered between two yields to the event loop
+_IDLE = 120.0  # seconds a keep-alive connection may sit idle (Prometheus scrapes more often)
+_SLICE = 0.005  # seconds of rendering between two yields to the event loop
+_CHUNK = 50  # series rendered between two looks at the clock
 _INF_LE = 'le="+Inf"'
 
 
@@ -61,19 +64,23 @@ def _help(text: str) -> str:
 
 
 async def render_registry(registry: Registry, now: float) -> list[str]:
+    """The StatsD families as exposition text. Rendering gives the event loop back every few
+    milliseconds, so a large scrape does not stall the listeners long enough for the kernel's
+    receive buffer to overflow."""
     out: list[str] = []
-    budget = _YIELD_EVERY
+    clock = time.monotonic
+    resume = clock() + _SLICE
     for family in registry:
         exposed = "gauge" if family.kind == "set" else family.kind
         series = list(family.series.values())
         if not series:
             continue
         out.append(f"# HELP {family.name} {_help(family.help)}\n# TYPE {family.name} {exposed}\n")
-        _render_family(family, series, now, out)
-        budget -= len(series)
-        if budget <= 0:
-            budget = _YIELD_EVERY
-            await asyncio.sleep(0)
+        for start in range(0, len(series), _CHUNK):
+            _render_family(family, series[start : start + _CHUNK], now, out)
+            if clock() >= resume:
+                await asyncio.sleep(0)
+                resume = clock() + _SLICE
     return out
 
 
@@ -172,8 +179,13 @@ class Exposition:
         try:
             while True:
                 try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _IDLE)
+                except (
+                    TimeoutError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    OSError,
+                ):
                     return
                 if len(head) > _MAX_REQUEST_HEAD:
                     return
@@ -188,7 +200,14 @@ class Exposition:
                     key, _, value = header.partition(":")
                     if key:
                         headers[key.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0") or 0)
+                try:
+                    length = int(headers.get("content-length", "0") or 0)
+                except ValueError:
+                    await _respond(writer, 400, "Bad Request\n", close=True)
+                    return
+                if length > _MAX_REQUEST_HEAD:
+                    await _respond(writer, 400, "Bad Request\n", close=True)
+                    return
                 if length:
                     await reader.readexactly(length)
                 close = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"

@@ -16,11 +16,11 @@ event loop's thread: there are no locks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from adapters.metrics.mapping import Mapper, MappingConfig
 from adapters.metrics.names import escape_metric_name
-from adapters.metrics.parse import COUNTER, GAUGE, OBSERVER, SET, Event, LineParser
+from adapters.metrics.parse import COUNTER, GAUGE, OBSERVER, Event, LineParser
 from adapters.metrics.registry import DistinctSet, Histogram, Registry, Scalar, Summary
 from adapters.metrics.telemetry import Telemetry
 
@@ -75,6 +75,8 @@ class Ingester:
         self.shape_cache_size = shape_cache_size
         self.relay = relay
         self._shapes: dict[tuple[str, str], Shape] = {}
+        # Whole lines seen before, with their value already computed.
+        self._exact: dict[str, tuple[Shape, float, bool]] = {}
         self._generation = registry.generation
 
     @property
@@ -84,7 +86,11 @@ class Ingester:
     def use_mapper(self, mapper: Mapper) -> None:
         """Switch to a reloaded mapping; cached shapes were built from the old one."""
         self.mapper = mapper
+        self._forget()
+
+    def _forget(self) -> None:
         self._shapes.clear()
+        self._exact.clear()
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -115,20 +121,24 @@ class Ingester:
             self.relay(lines)
         if self.registry.generation != self._generation:
             # Series were removed (TTL): cached shapes may point at dead series.
-            self._shapes.clear()
+            self._forget()
             self._generation = self.registry.generation
-        shapes = self._shapes
+        shapes_get = self._shapes.get
+        exact = self._exact
+        exact_get = exact.get
+        exact_room = self.shape_cache_size - len(exact)
         now = time.monotonic()
         samples = counters = gauges = observers = sets = mapped = unmapped = tagged = drops = 0
         negative = 0
+        shape: Shape | None
         for line in lines:
-            if not line:
-                continue
-            colon = line.find(":")
-            bar = line.find("|", colon) if colon > 0 else -1
-            shape = None
-            if bar > 0:
-                shape = shapes.get((line[:colon], line[bar:]))
+            hit = exact_get(line)
+            if hit is not None:
+                shape, value, relative = hit
+            else:
+                colon = line.find(":")
+                bar = line.find("|", colon) if colon > 0 else -1
+                shape = shapes_get((line[:colon], line[bar:])) if bar > 0 else None
                 if shape is not None:
                     text = line[colon + 1 : bar]
                     try:
@@ -139,9 +149,17 @@ class Ingester:
                         # Go's ParseFloat refuses what Python's float() forgives.
                         if "_" in text or text[0] <= " " or text[-1] <= " ":
                             shape = None
-            if shape is None:
-                self._slow(line, colon, bar, now)
-                continue
+                if shape is None:
+                    if line:
+                        self._slow(line, colon, bar, now)
+                    continue
+                value = value / shape.divisor * shape.scale
+                relative = text[0] == "+" or text[0] == "-"
+                # Counter and gauge lines repeat verbatim ("hits:1|c"): remember the whole line
+                # with its value. Timer values rarely repeat; they would only fill the cache.
+                if shape.op <= _OP_GAUGE and exact_room > 0:
+                    exact[line] = (shape, value, relative)
+                    exact_room -= 1
             samples += 1
             # A sampled timer (|@0.1) is several events: upstream counts each of them.
             repeat = shape.repeat
@@ -152,15 +170,19 @@ class Ingester:
             if shape.tagged:
                 tagged += 1
             op = shape.op
-            value = value / shape.divisor * shape.scale
+            if op == _OP_DROP:
+                drops += repeat
+                continue
             target = shape.target
             if op == _OP_COUNTER:
                 if value < 0.0:
                     negative += 1
                     continue
+                target.touched = now  # type: ignore[union-attr]
                 target.value += value  # type: ignore[union-attr]
                 counters += 1
             elif op == _OP_OBSERVE:
+                target.touched = now  # type: ignore[union-attr]
                 if repeat == 1:
                     target.observe(value)  # type: ignore[union-attr]
                 else:
@@ -168,18 +190,16 @@ class Ingester:
                         target.observe(value)  # type: ignore[union-attr]
                 observers += repeat
             elif op == _OP_GAUGE:
-                if text[0] == "+" or text[0] == "-":
+                target.touched = now  # type: ignore[union-attr]
+                if relative:
                     target.value += value  # type: ignore[union-attr]
                 else:
                     target.value = value  # type: ignore[union-attr]
                 gauges += 1
-            elif op == _OP_SET:
+            else:
+                target.touched = now  # type: ignore[union-attr]
                 target.seen.add(value)  # type: ignore[union-attr]
                 sets += 1
-            else:
-                drops += repeat
-                continue
-            target.touched = now  # type: ignore[union-attr]
 
         if samples:
             telemetry.samples += samples
@@ -229,7 +249,7 @@ class Ingester:
         shape.tagged = tagged
         shapes = self._shapes
         if len(shapes) >= self.shape_cache_size:
-            shapes.clear()
+            self._forget()
         shapes[(line[:colon], line[bar:])] = shape
 
     def apply(self, event: Event, now: float) -> Shape | None:
@@ -306,10 +326,4 @@ class Ingester:
         else:
             series.seen.add(value)  # type: ignore[union-attr]
             op = _OP_SET
-        assert kind in (COUNTER, GAUGE, OBSERVER, SET)
         return Shape(op, series, 1.0, scale, 1, mapped, bool(labels))
-
-    def apply_all(self, events: Iterable[Event]) -> None:
-        now = time.monotonic()
-        for event in events:
-            self.apply(event, now)

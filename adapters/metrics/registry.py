@@ -12,7 +12,6 @@ because every update runs on the event loop's thread.
 
 from __future__ import annotations
 
-import random
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,15 +48,17 @@ class Histogram:
         self.touched = now
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
+        # NaN compares false with every bound; Go's client counts it in +Inf only, and so do we.
+        slot = bisect_left(self.bounds, value) if value == value else len(self.bounds)
+        self.counts[slot] += 1
         self.sum += value
         self.count += 1
 
 
 class Summary:
-    """Quantiles over a sliding window of ``max_age``, kept as ``age_buckets`` rotating samples of
-    at most ``buf_cap`` observations each (reservoir sampling past the cap). Like upstream's
-    client_golang summary it is an estimate; sum and count are exact."""
+    """Quantiles over a sliding window of ``max_age``, kept as ``age_buckets`` rotating buffers of
+    the latest ``buf_cap`` observations each. Like upstream's client_golang summary the quantiles
+    are an estimate; sum and count are exact."""
 
     __slots__ = (
         "buffers",
@@ -85,20 +86,30 @@ class Summary:
         self.rotate_at = now + options.max_age / options.age_buckets
 
     def observe(self, value: float) -> None:
+        # ``touched`` is the time of this observation (the ingest stage sets it first).
+        if self.touched >= self.rotate_at:
+            self.rotate(self.touched)
         self.sum += value
         self.count += 1
         current = self.buffers[-1]
-        self.seen += 1
-        if len(current) < self.options.buf_cap:
+        seen = self.seen
+        self.seen = seen + 1
+        if seen < self.options.buf_cap:
             current.append(value)
         else:
-            slot = random.randrange(self.seen)
-            if slot < len(current):
-                current[slot] = value
+            # Full: overwrite the oldest, so the buffer holds the latest buf_cap observations of
+            # its age bucket. (A random reservoir costs a random number per observation.)
+            current[seen % self.options.buf_cap] = value
 
     def rotate(self, now: float) -> None:
         options = self.options
         step = options.max_age / options.age_buckets
+        if now - self.rotate_at > options.max_age:
+            # Idle for longer than the window: nothing in it is still current.
+            self.buffers = [[]]
+            self.seen = 0
+            self.rotate_at = now + step
+            return
         while now >= self.rotate_at:
             self.buffers.append([])
             if len(self.buffers) > options.age_buckets:
@@ -223,6 +234,10 @@ class Registry:
             return False
         if any(n.startswith("__") for n in label_names):
             return False  # reserved for Prometheus' own use
+        if (kind == "histogram" and "le" in label_names) or (
+            kind == "summary" and "quantile" in label_names
+        ):
+            return False  # the exposition adds that label itself
         return all(name + suffix not in self._owners for suffix in _SUFFIXES[kind])
 
     def sweep(self, now: float) -> int:

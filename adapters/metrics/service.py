@@ -118,7 +118,8 @@ class Service:
         """Re-read every config file; on error keep the running config. Returns the error."""
         async with self._reload_lock:
             try:
-                loaded = await asyncio.get_running_loop().run_in_executor(None, load, self.settings)
+                # On the loop's thread, like the first load: sources may bind to the loop.
+                loaded = load(self.settings)
             except ConfigError as err:
                 self.telemetry.config_reloads["failure"] += 1
                 log.error(
@@ -223,5 +224,10 @@ class Service:
                 remove_unix_socket(owned_unix)
 
     async def _sighup(self) -> None:
+        settings = self.settings
+        if not (settings.statsd_mapping_config or settings.jmx_config or settings.json_config):
+            # As upstream: nothing to reload is not a reload (and not counted as one).
+            log.warning("received SIGHUP but there is no config file to reload")
+            return
         log.info("received SIGHUP, reloading config")
         await self.reload()

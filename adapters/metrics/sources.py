@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import stat
@@ -18,6 +19,8 @@ from typing import Any
 
 from adapters.metrics.errors import ConfigError
 from adapters.metrics.telemetry import Telemetry
+
+log = logging.getLogger("metrics-adapter")
 
 # Upstream reads TCP with a bufio.Reader of 4096 bytes: a longer line is "too long".
 TCP_MAX_LINE = 4096
@@ -46,7 +49,11 @@ def _udp_socket(host: str, port: int, read_buffer: int, flag: str) -> socket.soc
         candidates = [(socket.AF_INET6, ("::", port)), (socket.AF_INET, ("0.0.0.0", port))]
     last_error: OSError | None = None
     for family, sockaddr in candidates:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as err:  # e.g. no IPv6 in this kernel: try the next family
+            last_error = err
+            continue
         try:
             if family == socket.AF_INET6 and not host:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -69,7 +76,11 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         self.count()
-        self.on_datagram(data)
+        try:
+            self.on_datagram(data)
+        except Exception:
+            # A bug must cost one datagram, never the listener.
+            log.exception("failed to process a datagram")
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors and the like: nothing to do, the socket stays open.
@@ -191,4 +202,7 @@ def _deliver(raw: list[bytes], on_lines: Callable[[list[str]], None], telemetry:
             telemetry.lines += 1
             telemetry.sample_error("malformed_line")
     if lines:
-        on_lines(lines)
+        try:
+            on_lines(lines)
+        except Exception:
+            log.exception("failed to process TCP lines")

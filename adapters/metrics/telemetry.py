@@ -7,8 +7,16 @@ families only when ``/metrics`` is scraped (``families_text``).
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    _VERSION = version("podpatterns")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    _VERSION = "unknown"
+_PYTHON = platform.python_version()
 
 
 @dataclass
@@ -59,6 +67,12 @@ class Telemetry:
 
     def families(self, live_series: int) -> Iterator[str]:
         """Exposition text, one metric family per yielded string."""
+        yield (
+            "# HELP statsd_exporter_build_info A metric with a constant '1' value labeled by "
+            "version and the Python version it runs on.\n"
+            "# TYPE statsd_exporter_build_info gauge\n"
+            f'statsd_exporter_build_info{{pythonversion="{_PYTHON}",version="{_VERSION}"}} 1\n'
+        )
         yield _counter(
             "statsd_exporter_lines_total", "The total number of StatsD lines received.", self.lines
         )

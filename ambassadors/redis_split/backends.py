@@ -43,11 +43,15 @@ class Node:
         self.up = False  # answers health checks
         self.eligible = False  # replica: passes the lag gate; master: up and writable
         self.writable = True
+        # Replica answers and has a dataset (not loading): usable, stale, while the master is
+        # down. Its link status is then necessarily down, which the lag gate would refuse.
+        self.serves_stale = False
         self.offset = 0
         self.lag_bytes: int | None = None
         self.lag_seconds: float | None = None
         self.outstanding = 0
         self.idle: list[Upstream] = []
+        self._connecting: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"Node({self.role}, {self.address})"
@@ -62,19 +66,36 @@ class Node:
         self.up = self.eligible = False
         self.drop_idle()
 
-    async def connect(self) -> Upstream:
+    def lease(self) -> Upstream:
+        """An idle pooled connection, or a new one (connecting in the background; commands
+        sent meanwhile are queued). Never waits, so routing stays synchronous."""
         while self.idle:
             upstream = self.idle.pop()
             if not upstream.stale:
                 return upstream
             upstream.close()
-        address = self.address
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address.host, address.port), self._config.connect_timeout
+        upstream = Upstream(self)
+        address = self.address  # resolved by the connect: names follow DNS changes
+        task = asyncio.get_running_loop().create_task(
+            upstream.connect(address.host, address.port, self._config.connect_timeout)
         )
-        return Upstream(self, reader, writer)
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+        return upstream
+
+    async def connect(self) -> Upstream:
+        """A connected upstream (for one-off commands such as retries)."""
+        upstream = self.lease()
+        try:
+            await upstream.ready()
+        except ConnectionError:
+            upstream.close()
+            raise
+        return upstream
 
     def release(self, upstream: Upstream, reusable: bool) -> None:
+        upstream.listener = None
+        upstream.raw_sink = None
         if reusable and upstream.idle_clean and not upstream.stale and len(self.idle) < _POOL_MAX:
             self.idle.append(upstream)
         else:
@@ -101,6 +122,11 @@ class Backends:
         self._rr = 0
         self.master_changed = asyncio.Event()  # set on every master move (Sentinel)
         self.resolve_requested = asyncio.Event()  # set on -READONLY: ask Sentinel again
+        # A replica we know reports itself master while Sentinel has not announced the switch
+        # yet: writes wait for the switch rather than land on a master about to be demoted.
+        self.promotion_seen = False
+        # Old masters keep saying "master" until Sentinel converts them; not a new promotion.
+        self._former_masters: set[Address] = set()
         self._stopping = False
 
     # -- choosing a node ------------------------------------------------------------------
@@ -126,6 +152,8 @@ class Backends:
             for r in self.replicas
             if r.eligible and r is not exclude and (min_offset is None or r.offset >= min_offset)
         ]
+        if not candidates and master is None and not self.master.up:
+            candidates = [r for r in self.replicas if r.serves_stale and r is not exclude]
         if policy is ReadPolicy.ANY and master is not None:
             candidates.append(master)
         if candidates:
@@ -186,7 +214,7 @@ class Backends:
                 "node down",
                 extra={"node": str(node.address), "role": node.role, "reason": reason},
             )
-        node.up = node.eligible = False
+        node.up = node.eligible = node.serves_stale = False
         node.drop_idle()
         metrics.UPSTREAM_UP.labels(str(node.address), node.role).set(0)
 
@@ -236,7 +264,13 @@ class Backends:
         limit_seconds = self.config.max_replica_lag_seconds
         if limit_seconds is not None and node.lag_seconds > limit_seconds:
             reasons.append(f"lag {node.lag_seconds:.3f}s")
+        promoted = fields.get("role") == "master" and node.address not in self._former_masters
+        if promoted and self.config.sentinels and not self.promotion_seen:
+            log.warning("replica promoted; holding writes", extra={"node": str(node.address)})
+            self.promotion_seen = True
+            self.resolve_requested.set()
         eligible = not reasons
+        node.serves_stale = fields.get("role") == "slave" and fields.get("loading") != "1"
         if eligible and not node.eligible:
             await self.load_scripts(node)
             log.info("replica in rotation", extra={"node": str(node.address)})
@@ -315,9 +349,12 @@ class Backends:
                 extra={"old": str(self.master.address), "new": str(master)},
             )
             metrics.FAILOVERS.inc()
+            self._former_masters.add(self.master.address)
+            self._former_masters.discard(master)
             self.master.move_to(master)
             self.table = CommandTable()
             self._samples.clear()
+            self.promotion_seen = False
             self.master_changed.set()
             self.master_changed = asyncio.Event()
         known = {r.address: r for r in self.replicas}

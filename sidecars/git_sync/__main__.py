@@ -17,19 +17,21 @@ from importlib.metadata import version
 from pathlib import Path
 
 from sidecars.git_sync import config as config_mod
+from sidecars.git_sync import signers
 from sidecars.git_sync.config import Action, Config, PublishMode
 from sidecars.git_sync.credentials import CredentialStore
 from sidecars.git_sync.exchange import ExchangePublisher
 from sidecars.git_sync.flags import FLAGS, ConfigError, UsageError, collect, usage
 from sidecars.git_sync.gitconfig import PrivateConfig, parse_git_config, write_private_config
 from sidecars.git_sync.gitexec import Git
+from sidecars.git_sync.githubapp import GitHubApp, GitHubAppError
 from sidecars.git_sync.hooks import Exechook, HookRunner, Webhook, hook_environment
 from sidecars.git_sync.http import HttpEndpoint, HttpState
 from sidecars.git_sync.jsonlog import Logger
 from sidecars.git_sync.loop import Loop, Schedule
 from sidecars.git_sync.publish import Publisher, SymlinkPublisher
 from sidecars.git_sync.repo import Repo, RepoSettings
-from sidecars.git_sync.sync import Syncer, Verification
+from sidecars.git_sync.sync import Syncer
 
 MANUAL = """git-sync - sync a remote git repository into a local directory, atomically.
 
@@ -41,7 +43,8 @@ Beyond upstream:
   --sync-trigger-secret-file / $GITSYNC_SYNC_TRIGGER_SECRET  enable POST /sync for push webhooks
       (GitHub X-Hub-Signature-256, Gitea/Gogs signatures, GitLab X-Gitlab-Token); 401 otherwise.
   --publish-mode=exchange  publish a real directory, swapped with renameat2(RENAME_EXCHANGE).
-  --verify-signatures --allowed-signers-file=F  publish only commits with a trusted SSH signature.
+  --verify-signatures --allowed-signers-file=F  publish only commits with a trusted signature
+      (F: an SSH allowed-signers file or an OpenPGP public keyring).
 """
 
 
@@ -54,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ConfigError as err:
         print(err, file=sys.stderr)
+        _export_config_error(args, str(err))
         return 1
     if isinstance(loaded, Action):
         return _act(loaded)
@@ -100,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return asyncio.run(_serve(cfg, private, log))
+    except ConfigError as err:  # a problem found while wiring (e.g. an unreadable key file)
+        print(err, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:
@@ -131,11 +138,11 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
     syncer = Syncer(
         repo,
         publisher,
-        CredentialStore(cfg.credentials, cfg.askpass_url, cfg.repo, git, log),
+        CredentialStore(cfg.credentials, cfg.askpass_url, cfg.repo, git, log, _github_app(cfg)),
         log,
         cfg.stale_worktree_timeout,
         cfg.git_gc,
-        Verification(cfg.allowed_signers_file)
+        signers.prepare(cfg.allowed_signers_file, private.directory)
         if cfg.verify_signatures and cfg.allowed_signers_file
         else None,
     )
@@ -178,7 +185,7 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
     try:
         if cfg.http_bind:
             endpoint = HttpEndpoint(
-                state, cfg.http_metrics, _trigger_secret(cfg), loop.wake, log.named("http")
+                state, cfg.http_metrics, _trigger_secret(cfg), loop.pushed, log.named("http")
             )
             try:
                 server = await endpoint.start(cfg.http_bind)
@@ -198,6 +205,22 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
             task.cancel()
         if server is not None:
             server.close()
+
+
+def _github_app(cfg: Config) -> GitHubApp | None:
+    settings = cfg.github_app
+    if settings is None:
+        return None
+    key = settings.private_key
+    if not key:
+        try:
+            key = Path(settings.private_key_file).read_text()
+        except OSError as err:
+            raise ConfigError(f"can't read --github-app-private-key-file: {err}") from None
+    try:
+        return GitHubApp(settings.base_url, key, settings.issuer, settings.installation_id)
+    except GitHubAppError as err:
+        raise ConfigError(f"invalid GitHub app private key: {err}") from None
 
 
 def _hooks(cfg: Config, repo: Repo, log: Logger) -> list[HookRunner]:
@@ -253,6 +276,20 @@ def _safe_flags(args: list[str]) -> list[str]:
     return [config_mod.redact_url(arg) for arg in out]
 
 
+def _export_config_error(args: list[str], message: str) -> None:
+    """As upstream: a configuration error also goes to --error-file, when root and file are
+    known, so a pod's error file explains why the sidecar never started."""
+    try:
+        raw = collect(args)
+    except (UsageError, ConfigError):
+        return
+    root, error_file = raw.values["root"], raw.values["error-file"]
+    if isinstance(root, str) and root and isinstance(error_file, str) and error_file:
+        target = Path(error_file) if os.path.isabs(error_file) else Path(root) / error_file
+        with open(os.devnull, "w") as sink:
+            Logger(0, target, stream=sink).export_error(message)
+
+
 def _act(action: Action) -> int:
     if action.kind == "version":
         print(version("podpatterns"))
@@ -293,9 +330,6 @@ def _stop_credential_cache(git: str, private: PrivateConfig) -> None:
             check=False,
         )
 
-
-# ``collect`` is re-exported for tests that want the raw merged values.
-__all__ = ["collect", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

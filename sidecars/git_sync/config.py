@@ -40,6 +40,15 @@ class Credential:
 
 
 @dataclass(frozen=True)
+class GitHubAppSettings:
+    base_url: str
+    private_key: str
+    private_key_file: str
+    issuer: str  # the client ID, or the application ID
+    installation_id: int
+
+
+@dataclass(frozen=True)
 class Config:
     repo: str
     ref: str
@@ -75,6 +84,7 @@ class Config:
     ssh_known_hosts_file: str
     cookie_file: bool
     askpass_url: str
+    github_app: GitHubAppSettings | None
     git: str
     git_config: str
     git_gc: GitGC
@@ -327,13 +337,51 @@ def build(raw: RawValues) -> Config:
         credentials.insert(0, Credential(repo, username, password, password_file))
 
     app_id, client_id = _i(v, "github-app-application-id"), _s(v, "github-app-client-id")
+    app_key, app_key_file = _s(v, "github-app-private-key"), _s(v, "github-app-private-key-file")
+    installation = _i(v, "github-app-installation-id")
     if app_id or client_id:
-        raise fail("invalid flag: GitHub app authentication is not supported by this build")
-    if _i(v, "github-app-installation-id"):
+        if app_id and client_id:
+            raise fail(
+                "invalid flag: only one of --github-app-application-id or --github-app-client-id "
+                "may be specified"
+            )
+        if not installation:
+            raise fail(
+                "invalid flag: --github-app-installation-id must be specified when "
+                "--github-app-application-id or --github-app-client-id are specified"
+            )
+        if not app_key and not app_key_file:
+            raise fail(
+                "invalid flag: $GITSYNC_GITHUB_APP_PRIVATE_KEY or --github-app-private-key-file "
+                "must be specified when --github-app-application-id or --github-app-client-id "
+                "are specified"
+            )
+        if app_key and app_key_file:
+            raise fail(
+                "invalid flag: only one of $GITSYNC_GITHUB_APP_PRIVATE_KEY or "
+                "--github-app-private-key-file may be specified"
+            )
+        if _s(v, "username"):
+            raise fail(
+                "invalid flag: --username may not be specified when "
+                "--github-app-private-key-file is specified"
+            )
+    elif installation:
         raise fail(
             "invalid flag: --github-app-installation-id may only be specified when "
             "--github-app-private-key-file is specified"
         )
+    github_app = (
+        GitHubAppSettings(
+            base_url=_s(v, "github-base-url"),
+            private_key=app_key,
+            private_key_file=app_key_file,
+            issuer=client_id or str(app_id),
+            installation_id=installation,
+        )
+        if app_id or client_id
+        else None
+    )
 
     if not _s(v, "http-bind"):
         if _b(v, "http-metrics"):
@@ -398,6 +446,7 @@ def build(raw: RawValues) -> Config:
         ssh_known_hosts_file=_s(v, "ssh-known-hosts-file"),
         cookie_file=_b(v, "cookie-file"),
         askpass_url=_s(v, "askpass-url"),
+        github_app=github_app,
         git=_s(v, "git"),
         git_config=_s(v, "git-config"),
         git_gc=git_gc,

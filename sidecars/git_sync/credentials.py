@@ -16,6 +16,7 @@ from pathlib import Path
 from sidecars.git_sync import metrics
 from sidecars.git_sync.config import Credential
 from sidecars.git_sync.gitexec import Git, GitError
+from sidecars.git_sync.githubapp import GitHubApp, GitHubAppError
 from sidecars.git_sync.jsonlog import Logger
 
 # The cache daemon forgets after this; we re-approve well before.
@@ -41,8 +42,10 @@ class CredentialStore:
         repo_url: str,
         git: Git,
         log: Logger,
+        github_app: GitHubApp | None = None,
     ) -> None:
         self.credentials = credentials
+        self.github_app = github_app
         self.repo_url = repo_url
         self.askpass_url = askpass_url
         self.git = git
@@ -71,6 +74,17 @@ class CredentialStore:
             self.log.redact.add(password)
             # As upstream: what the askpass URL returns is the credential for --repo.
             await self._approve(self.repo_url, username, password, deadline)
+        app = self.github_app
+        if app is not None and app.needs_refresh():
+            try:
+                token = await asyncio.to_thread(app.refresh, 10.0)
+            except GitHubAppError as err:
+                metrics.github_app_refreshes.inc(metrics.ERROR)
+                raise CredentialError(str(err)) from None
+            metrics.github_app_refreshes.inc(metrics.SUCCESS)
+            self.log.redact.add(token.token)
+            # Installation tokens authenticate with any user name; upstream uses "-".
+            await self._approve(self.repo_url, "-", token.token, deadline)
 
     def _ask(self) -> tuple[str, str]:
         with urllib.request.urlopen(self.askpass_url, timeout=10) as response:

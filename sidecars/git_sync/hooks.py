@@ -80,7 +80,8 @@ class Webhook:
             raise HookError(f"webhook returned {status}, want {self.success}")
 
     def _send(self, sha: str) -> int:
-        request = urllib.request.Request(self.url, method=self.method, data=b"")
+        body = None if self.method.upper() in ("GET", "HEAD") else b""
+        request = urllib.request.Request(self.url, method=self.method, data=body)
         request.add_header("Gitsync-Hash", sha)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecars.git_sync import metrics
-from sidecars.git_sync.credentials import CredentialError
 from sidecars.git_sync.gitexec import GitError
 from sidecars.git_sync.hooks import HookRunner
 from sidecars.git_sync.http import HttpState
 from sidecars.git_sync.jsonlog import Logger
-from sidecars.git_sync.repo import SyncError, is_sha
+from sidecars.git_sync.repo import is_sha
 from sidecars.git_sync.sync import Syncer
 
 # A failed sync is retried after the period, but never sooner than this (a tight loop against a
@@ -53,9 +52,15 @@ class Loop:
         self.state = state
         self.log = log
         self._wake = asyncio.Event()
+        self._pushed = False
 
     def wake(self) -> None:
-        """Sync now (signal or push trigger); several wakes during one sync coalesce."""
+        """Sync now (signal); several wakes during one sync coalesce."""
+        self._wake.set()
+
+    def pushed(self) -> None:
+        """A push trigger: sync now, and skip the remote probe (the forge told us it moved)."""
+        self._pushed = True
         self._wake.set()
 
     async def run(self) -> int:
@@ -65,10 +70,11 @@ class Loop:
         s = self.schedule
         while True:
             self._wake.clear()
+            probe, self._pushed = not self._pushed, False
             started = time.monotonic()
             try:
-                result = await self.syncer.sync(started + s.sync_timeout)
-            except (GitError, SyncError, CredentialError, OSError) as err:
+                result = await self.syncer.sync(started + s.sync_timeout, probe=probe)
+            except Exception as err:  # any failed sync is counted and retried, never a crash
                 failures += 1
                 metrics.observe_sync(metrics.ERROR, time.monotonic() - started)
                 self.syncer.repo.forget_checks()

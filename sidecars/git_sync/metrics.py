@@ -34,30 +34,36 @@ verify_failures = Counter(
 )
 
 
-class _AskpassCalls(Collector):
-    """Upstream names this counter without the ``_total`` suffix. prometheus-client adds that
-    suffix to every counter (even in the TYPE line), so the series is exposed untyped, with the
+class _UpstreamCounter(Collector):
+    """Upstream names some counters without the ``_total`` suffix. prometheus-client adds that
+    suffix to every counter (even in the TYPE line), so these are exposed untyped, with the
     exact upstream sample name that queries and alerts use."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
         self.counts = {SUCCESS: 0.0, ERROR: 0.0}
 
     def inc(self, status: str) -> None:
         self.counts[status] = self.counts.get(status, 0.0) + 1
 
     def collect(self) -> Iterator[Metric]:
-        metric = Metric(
-            "git_sync_askpass_calls",
-            "How many git askpass calls completed, partitioned by state (success, error)",
-            "unknown",
-        )
+        metric = Metric(self.name, self.documentation, "unknown")
         for status, value in self.counts.items():
-            metric.add_sample("git_sync_askpass_calls", {"status": status}, value)
+            metric.add_sample(self.name, {"status": status}, value)
         yield metric
 
 
-askpass_calls = _AskpassCalls()
+askpass_calls = _UpstreamCounter(
+    "git_sync_askpass_calls",
+    "How many git askpass calls completed, partitioned by state (success, error)",
+)
+github_app_refreshes = _UpstreamCounter(
+    "git_sync_refresh_github_app_token_count",
+    "How many times the GitHub app token was refreshed, partitioned by state (success, error)",
+)
 REGISTRY.register(askpass_calls)
+REGISTRY.register(github_app_refreshes)
 
 
 def observe_sync(status: str, seconds: float) -> None:

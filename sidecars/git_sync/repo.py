@@ -146,9 +146,12 @@ class Repo:
         sha = await self.git.run(
             "rev-parse", "--verify", "FETCH_HEAD^{commit}", cwd=self.s.root, deadline=deadline
         )
-        # Keep HEAD on the synced commit: it anchors the objects and makes the next fetch cheap.
-        await self.git.run("update-ref", "HEAD", sha.strip(), cwd=self.s.root, deadline=deadline)
         return sha.strip()
+
+    async def anchor(self, sha: str, deadline: float) -> None:
+        """Point the repository's HEAD at the synced commit: the next fetch negotiates from it
+        (so only new objects travel). Done after publishing, off the latency path."""
+        await self.git.run("update-ref", "HEAD", sha, cwd=self.s.root, deadline=deadline)
 
     # -- worktrees -----------------------------------------------------------------------
 

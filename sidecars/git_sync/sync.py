@@ -24,9 +24,24 @@ class SyncResult:
 
 @dataclass(frozen=True)
 class Verification:
-    """``--verify-signatures``: commits must carry an SSH signature from the allowed signers."""
+    """``--verify-signatures``: a commit must carry a signature git accepts, from an SSH
+    allowed-signers file, or from an OpenPGP keyring imported into a private GNUPGHOME."""
 
-    allowed_signers_file: Path
+    allowed_signers_file: Path | None = None
+    gnupg_home: Path | None = None
+
+    def git_args(self) -> list[str]:
+        if self.allowed_signers_file is not None:
+            return [
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                f"gpg.ssh.allowedSignersFile={self.allowed_signers_file}",
+            ]
+        return ["-c", "gpg.format=openpgp"]
+
+    def env(self) -> dict[str, str]:
+        return {"GNUPGHOME": str(self.gnupg_home)} if self.gnupg_home is not None else {}
 
 
 class Syncer:
@@ -49,7 +64,8 @@ class Syncer:
         self.verification = verification
         self.fetched_once = False
 
-    async def sync(self, deadline: float) -> SyncResult:
+    async def sync(self, deadline: float, probe: bool = True) -> SyncResult:
+        """``probe=False`` (a push trigger said the ref moved): skip the ls-remote and fetch."""
         await self.credentials.refresh(deadline)
         await self.repo.ensure_initialized(deadline)
         current_path = self.publisher.current()
@@ -59,7 +75,7 @@ class Syncer:
         )
         # The cheap path: one ls-remote. The first pass always fetches, so a changed --depth
         # or a damaged object store is repaired at start-up, as upstream does.
-        if intact and self.fetched_once:
+        if intact and self.fetched_once and probe:
             remote = await self.repo.remote_hash(deadline)
             if remote == current:
                 self.log.info(2, "update not required", ref=self.repo.s.ref, remote=remote)
@@ -75,6 +91,7 @@ class Syncer:
             await self._verify(sha, deadline)
         worktree = await self.repo.build_worktree(sha, deadline)
         await self.publisher.publish(worktree, deadline)
+        await self.repo.anchor(sha, deadline)
         self.log.info(0, "updated successfully", ref=self.repo.s.ref, remote=sha)
         if (
             current_path is not None
@@ -90,14 +107,12 @@ class Syncer:
         assert self.verification is not None
         try:
             await self.repo.git.run(
-                "-c",
-                "gpg.format=ssh",
-                "-c",
-                f"gpg.ssh.allowedSignersFile={self.verification.allowed_signers_file}",
+                *self.verification.git_args(),
                 "verify-commit",
                 sha,
                 cwd=self.repo.s.root,
                 deadline=deadline,
+                extra_env=self.verification.env(),
             )
         except GitError as err:
             metrics.verify_failures.inc()

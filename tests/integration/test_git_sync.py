@@ -128,6 +128,16 @@ def test_malformed_flags_give_one_clear_line(
     assert len(output.strip().splitlines()) <= 2
 
 
+def test_config_errors_also_go_to_the_error_file(tmp_path: Path, start_git_sync: Start) -> None:
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        "--repo=file:///x", f"--root={root}", "--error-file=err.json", "--period=1ms"
+    )
+    assert sync.wait_exit() == 1
+    payload = json.loads((root / "err.json").read_text())
+    assert payload["Msg"] == "invalid flag: --period must be at least 10ms"
+
+
 def test_malformed_env_gives_one_clear_line(tmp_path: Path, start_git_sync: Start) -> None:
     sync = start_git_sync(
         env={"GITSYNC_REPO": "file:///x", "GITSYNC_ROOT": str(tmp_path), "GITSYNC_DEPTH": "deep"}
@@ -214,15 +224,24 @@ def test_http_basic_auth_with_password_file(
 ) -> None:
     password_file = tmp_path / "password"
     password_file.write_text(git_http_remote.password)
+    # Record every git command line and environment: the password must be in none of them.
+    argv_log = tmp_path / "git-argv"
+    wrapper = tmp_path / "recording-git"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {argv_log}\nenv >> {argv_log}\nexec git "$@"\n')
+    wrapper.chmod(0o755)
     root = tmp_path / "root"
     sync = start_git_sync(
         *common(git_http_remote.url, root, "--one-time", "-v", "6"),
         f"--username={git_http_remote.username}",
         f"--password-file={password_file}",
+        f"--git={wrapper}",
     )
     assert sync.wait_exit() == 0, sync.logs()
     assert published_hash(root / "current") == git_http_remote.remote.head()
     assert git_http_remote.password not in sync.logs()
+    recorded = argv_log.read_text()
+    assert "credential approve" in recorded
+    assert git_http_remote.password not in recorded
 
 
 def test_password_from_env_and_wrong_password(
@@ -331,8 +350,13 @@ def test_exechook_runs_in_the_worktree_with_the_hash(
     wait_for(lambda: second in out.read_text(), what="hook for the second commit")
     lines = out.read_text().splitlines()
     assert lines[-1] == f"{second} {root.resolve() / '.worktrees' / second} two"
-    text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
-    assert metric(text, "git_sync_hook_run_count_total", 'name="exechook",status="success"') >= 2
+
+    def successes() -> float:
+        text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+        return metric(text, "git_sync_hook_run_count_total", 'name="exechook",status="success"')
+
+    # The hook writes its line before it exits; the counter moves when it has exited.
+    wait_for(lambda: successes() >= 2, what="two successful hook runs counted")
 
 
 def test_failing_exechook_fails_one_time(
@@ -694,3 +718,416 @@ def test_verify_signatures_publishes_only_trusted_commits(
     assert published_hash(root / "current") == signed
     text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
     assert metric(text, "git_sync_verify_failures_total") >= 1
+
+
+# -- sync options --------------------------------------------------------------------------------
+
+
+def test_sparse_checkout_file(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    git_remote.commit({"docs/a.md": "a\n", "src/b.py": "b\n"})
+    sparse = tmp_path / "sparse"
+    sparse.write_text("/docs/\n")
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--one-time"), f"--sparse-checkout-file={sparse}"
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    assert (root / "current" / "docs" / "a.md").read_text() == "a\n"
+    assert not (root / "current" / "src").exists()
+
+
+def test_submodules_with_git_config(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    from tests.fixtures.git_remote import make_git_remote
+
+    library = make_git_remote(tmp_path / "lib")
+    library.commit({"lib.txt": "library\n"})
+    git(
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        library.url,
+        "vendor/lib",
+        cwd=git_remote.work,
+    )
+    git_remote.commit({}, message="add submodule")
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--one-time"),
+        "--git-config=protocol.file.allow:always",
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    assert (root / "current" / "vendor" / "lib" / "lib.txt").read_text() == "library\n"
+    off = start_git_sync(
+        *common(git_remote.url, tmp_path / "off", "--one-time", "--submodules=off")
+    )
+    assert off.wait_exit() == 0, off.logs()
+    assert not (tmp_path / "off" / "current" / "vendor" / "lib" / "lib.txt").exists()
+
+
+def test_depth_zero_fetches_full_history(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    for i in range(3):
+        git_remote.commit({"n.txt": f"{i}\n"})
+    shallow, full = tmp_path / "shallow", tmp_path / "full"
+    a = start_git_sync(*common(git_remote.url, shallow, "--one-time"))
+    b = start_git_sync(*common(git_remote.url, full, "--one-time", "--depth=0"))
+    assert a.wait_exit() == 0 and b.wait_exit() == 0
+    assert git("rev-list", "--count", "HEAD", cwd=shallow / "current") == "1"
+    assert git("rev-list", "--count", "HEAD", cwd=full / "current") == "4"
+
+
+def test_partial_clone_filter(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    git("config", "uploadpack.allowFilter", "true", cwd=git_remote.bare)
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time", "--filter=blob:none"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert (root / "current" / "index.html").read_text() == "<h1>first</h1>\n"
+    assert "partialclonefilter=blob:none" in git("config", "--list", cwd=root)
+
+
+def test_sync_timeout_abandons_a_stuck_sync_cleanly(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    wrapper, armed, started = _slow_git(tmp_path)
+    armed.touch()
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--sync-timeout=2s", f"--git={wrapper}", "--max-failures=0")
+    )
+    assert sync.wait_exit(timeout=30) == 1
+    assert started.exists()
+    assert "timed out" in sync.logs()
+    assert not os.path.lexists(root / "current")
+    assert list((root / ".worktrees").iterdir()) == []
+
+
+def test_stale_worktree_timeout_keeps_old_trees_for_a_while(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    root = tmp_path / "root"
+    link = root / "current"
+    start_git_sync(*common(git_remote.url, root, "--period=50ms", "--stale-worktree-timeout=2s"))
+    first = git_remote.head()
+    wait_for(lambda: published_hash(link) == first, what="first sync")
+    second = git_remote.commit({"index.html": "two"})
+    wait_for(lambda: published_hash(link) == second, what="second sync")
+    assert (root / ".worktrees" / first).exists()
+    wait_for(lambda: not (root / ".worktrees" / first).exists(), timeout=10, what="expiry")
+
+
+def test_unresolvable_host_is_a_counted_failure(tmp_path: Path, start_git_sync: Start) -> None:
+    sync = start_git_sync(
+        *common("http://git.podpatterns.invalid/site.git", tmp_path / "root", "--one-time"),
+        "--error-file=error.json",
+    )
+    assert sync.wait_exit() == 1
+    assert "git.podpatterns.invalid" in (tmp_path / "root" / "error.json").read_text()
+
+
+def test_github_app_token_is_fetched_and_used(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    """A local stub of GitHub's token endpoint; the git server accepts only the token it issued."""
+    import subprocess
+
+    from tests.fixtures.git_remote import _http_backend_handler
+    from tests.fixtures.requirements import require_program
+
+    key = tmp_path / "app-key"
+    subprocess.run(
+        [
+            require_program("ssh-keygen"),
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "2048",
+            "-m",
+            "PEM",
+            "-N",
+            "",
+            "-f",
+            str(key),
+        ],
+        check=True,
+    )
+    token = "ghs_installation_token_1234"
+    seen: list[tuple[str, str]] = []
+
+    class TokenEndpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            body = json.dumps({"token": token, "expires_at": "2099-01-01T00:00:00Z"}).encode()
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    log: list[str] = []
+    git_server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), _http_backend_handler(git_remote.bare.parent, "-", token, log)
+    )
+    for server in (api, git_server):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = unused_port()
+    root = tmp_path / "root"
+    try:
+        sync = start_git_sync(
+            *common(f"http://127.0.0.1:{git_server.server_address[1]}/remote.git", root),
+            f"--github-base-url=http://127.0.0.1:{api.server_address[1]}/",
+            "--github-app-application-id=42",
+            "--github-app-installation-id=7",
+            f"--github-app-private-key-file={key}",
+            f"--http-bind=127.0.0.1:{port}",
+            "--http-metrics",
+            "--period=100ms",
+        )
+        wait_for(lambda: published_hash(root / "current") == git_remote.head(), what="app sync")
+        wait_for(lambda: len(log) >= 6, what="a few more polls")
+        text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    finally:
+        for server in (api, git_server):
+            server.shutdown()
+            server.server_close()
+    assert seen[0][0] == "/app/installations/7/access_tokens"
+    assert seen[0][1].startswith("Bearer ey")
+    assert len(seen) == 1  # the token is valid until 2099: no refresh per sync
+    assert metric(text, "git_sync_refresh_github_app_token_count", 'status="success"') == 1
+    assert token not in sync.logs()
+
+
+# -- more flags ----------------------------------------------------------------------------------
+
+
+def test_ssh_remote_uses_the_key_file(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    """No sshd here: a stand-in ``ssh`` on PATH records its arguments and runs the remote
+    command locally, which is all git asks of ssh."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "ssh-calls"
+    fake_ssh = bin_dir / "ssh"
+    fake_ssh.write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\nfor last; do :; done\nexec sh -c "$last"\n'
+    )
+    fake_ssh.chmod(0o755)
+    key = tmp_path / "deploy-key"
+    key.write_text("not really a key\n")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(f"ssh://git@example.invalid{git_remote.bare}", root, "--one-time"),
+        f"--ssh-key-file={key}",
+        f"--ssh-known-hosts-file={known_hosts}",
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    assert published_hash(root / "current") == git_remote.head()
+    recorded = calls.read_text()
+    assert f"-i {key}" in recorded
+    assert f"UserKnownHostsFile={known_hosts}" in recorded
+    assert "git@example.invalid" in recorded
+
+
+def test_group_write(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time", "--group-write"))
+    assert sync.wait_exit() == 0, sync.logs()
+    assert (root / "current" / "index.html").stat().st_mode & 0o020
+    assert (root / ".git" / "config").stat().st_mode & 0o020 or (
+        root / ".git"
+    ).stat().st_mode & 0o020
+
+
+def test_failing_hook_is_retried_and_the_latest_hash_wins(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    fail, attempts, done = tmp_path / "fail", tmp_path / "attempts", tmp_path / "done"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'echo "$GITSYNC_HASH" >> {attempts}\n'
+        f"if [ -e {fail} ]; then exit 1; fi\n"
+        f'echo "$GITSYNC_HASH" >> {done}\n'
+    )
+    hook.chmod(0o755)
+    fail.touch()
+    root = tmp_path / "root"
+    start_git_sync(
+        *common(git_remote.url, root, "--period=100ms", "--stale-worktree-timeout=1m"),
+        f"--exechook-command={hook}",
+        "--exechook-backoff=1s",
+    )
+    first = git_remote.head()
+    wait_for(lambda: attempts.exists() and first in attempts.read_text(), what="first attempt")
+    second = git_remote.commit({"index.html": "two"})
+    wait_for(lambda: published_hash(root / "current") == second, what="second published")
+    wait_for(lambda: second in attempts.read_text(), timeout=10, what="retry with the new hash")
+    fail.unlink()
+    wait_for(lambda: done.exists() and second in done.read_text(), timeout=10, what="success")
+    assert first not in done.read_text()
+    assert attempts.read_text().splitlines().count(first) >= 1
+
+
+def test_verbosity_levels(git_remote: GitRemote, tmp_path: Path, start_git_sync: Start) -> None:
+    quiet = start_git_sync(*common(git_remote.url, tmp_path / "q", "--one-time"))
+    loud = start_git_sync(*common(git_remote.url, tmp_path / "l", "--one-time", "-v", "6"))
+    assert quiet.wait_exit() == 0 and loud.wait_exit() == 0
+    assert {r["level"] for r in quiet.log_records()} == {0}
+    for line in loud.logs().splitlines():  # every line on stderr is one JSON event
+        assert isinstance(json.loads(line), dict)
+    levels = {r["level"] for r in loud.log_records()}
+    assert {0, 1, 5} <= levels
+    assert any(r["msg"] == "running command" for r in loud.log_records())
+
+
+def test_verify_signatures_with_an_openpgp_keyring(
+    git_remote: GitRemote,
+    tmp_path: Path,
+    start_git_sync: Start,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    import subprocess
+
+    from tests.fixtures.requirements import require_program
+
+    gpg = require_program("gpg")
+    author_home = tmp_path / "author-gnupg"
+    author_home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(author_home))
+    # Key generation and signing start a gpg-agent for this home: stop it when the test ends.
+    request.addfinalizer(
+        lambda: subprocess.run(
+            ["gpgconf", "--homedir", str(author_home), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+        )
+    )
+    for uid in ("Trusted <trusted@podpatterns.invalid>", "Other <other@podpatterns.invalid>"):
+        subprocess.run(
+            [
+                gpg,
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                uid,
+                "ed25519",
+                "sign",
+                "never",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    keyring = tmp_path / "trusted.asc"
+    keyring.write_bytes(
+        subprocess.run(
+            [gpg, "--armor", "--export", "trusted@podpatterns.invalid"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    )
+    signed = git_remote.commit(
+        {"index.html": "gpg signed\n"}, sign_with="trusted@podpatterns.invalid"
+    )
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        *common(git_remote.url, root, "--period=50ms", "--max-failures=-1"),
+        "--verify-signatures",
+        f"--allowed-signers-file={keyring}",
+    )
+    wait_for(lambda: published_hash(root / "current") == signed, what="signed commit published")
+    git_remote.commit({"index.html": "other key\n"}, sign_with="other@podpatterns.invalid")
+    wait_for(lambda: "no trusted signature" in sync.logs(), what="foreign signature refused")
+    assert published_hash(root / "current") == signed
+    assert (root / "current" / "index.html").read_text() == "gpg signed\n"
+
+
+def test_init_max_failures_and_init_period_apply_until_the_first_success(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    missing = start_git_sync(
+        *common(f"file://{tmp_path}/missing.git", tmp_path / "a", "--period=1h"),
+        "--init-period=20ms",
+        "--init-max-failures=3",
+        "--max-failures=0",
+    )
+    assert missing.wait_exit(timeout=20) == 1  # 1h period not used before the first success
+    messages = [r["msg"] for r in missing.log_records()]
+    assert messages.count("error syncing repo, will retry") == 3
+    root = tmp_path / "b"
+    start_git_sync(
+        *common(git_remote.url, root, "--period=50ms"),
+        "--init-period=1h",
+        "--max-failures=-1",
+    )
+    wait_for(lambda: published_hash(root / "current") == git_remote.head(), what="first sync")
+    second = git_remote.commit({"index.html": "after init"})
+    wait_for(lambda: published_hash(root / "current") == second, what="the regular period")
+
+
+# -- GitHub app JWT (checked by openssl) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["PEM", "PKCS8"])
+def test_github_app_jwt_verifies_with_openssl(tmp_path: Path, fmt: str) -> None:
+    """The RS256 signature is checked by an independent implementation (openssl)."""
+    import base64
+    import subprocess
+
+    from sidecars.git_sync.githubapp import load_private_key, make_jwt
+    from tests.fixtures.requirements import require_program
+
+    keygen = require_program("ssh-keygen")
+    openssl = require_program("openssl")
+    key_file = tmp_path / "key"
+    subprocess.run(
+        [keygen, "-q", "-t", "rsa", "-b", "2048", "-m", fmt, "-N", "", "-f", str(key_file)],
+        check=True,
+    )
+    token = make_jwt(load_private_key(key_file.read_text()), "Iv1.client", 1_700_000_000)
+    header, claims, signature = token.split(".")
+
+    def unb64(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    assert json.loads(unb64(claims)) == {
+        "iss": "Iv1.client",
+        "iat": 1_700_000_000,
+        "exp": 1_700_000_600,
+    }
+    assert json.loads(unb64(header))["alg"] == "RS256"
+    public = tmp_path / "public.pem"
+    subprocess.run(
+        [openssl, "pkey", "-in", str(key_file), "-pubout", "-out", str(public)], check=True
+    )
+    (tmp_path / "sig").write_bytes(unb64(signature))
+    (tmp_path / "msg").write_bytes(f"{header}.{claims}".encode())
+    verified = subprocess.run(
+        [
+            openssl,
+            "dgst",
+            "-sha256",
+            "-verify",
+            str(public),
+            "-signature",
+            str(tmp_path / "sig"),
+            str(tmp_path / "msg"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.stdout.strip() == "Verified OK"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -282,3 +284,61 @@ def test_config_file_is_reloaded_when_it_changes(demo_jvm: DemoJvm, tmp_path: Pa
         assert third["jmx_config_reload_failure_total"] == 1
 
     run(body)
+
+
+def test_two_jvms_are_told_apart_by_a_target_label(
+    demo_jvm: DemoJvm, start_jvm: Callable[..., DemoJvm], tmp_path: Path
+) -> None:
+    other = start_jvm()
+    rules = "rules:\n- pattern: 'name=api.*><>Count'\n  name: requests\n"
+    paths = [
+        write_config(tmp_path, demo_jvm.url, body=rules, name="orders.yml"),
+        write_config(tmp_path, other.url, body="targetName: billing\n" + rules, name="b.yml"),
+    ]
+    (source,) = jmx_sources(paths)
+
+    async def body() -> None:
+        try:
+            text = await scrape(source)
+        finally:
+            await source.close()
+        got = series(text)
+        assert got['requests{jmx_target="orders"}'] == 200
+        assert got['requests{jmx_target="billing"}'] == 200
+        assert got['jmx_scrape_error{jmx_target="orders"}'] == 0
+        assert got['jmx_scrape_error{jmx_target="billing"}'] == 0
+        assert text.count("# TYPE jmx_scrape_error ") == 1
+
+    run(body)
+
+
+def test_gc_info_tables_after_a_real_gc(demo_jvm: DemoJvm, tmp_path: Path) -> None:
+    # Ask the JVM for a collection through Jolokia's exec, so LastGcInfo is filled in.
+    request = urllib.request.Request(
+        demo_jvm.url + "/",
+        data=json.dumps(
+            {"type": "exec", "mbean": "java.lang:type=Memory", "operation": "gc"}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert json.load(r)["status"] == 200
+    body = "includeObjectNames: ['java.lang:type=GarbageCollector,*']\n"
+    (source,) = jmx_sources([write_config(tmp_path, demo_jvm.url, body=body)])
+
+    async def body_() -> None:
+        try:
+            got = series(await scrape(source))
+        finally:
+            await source.close()
+        # The JDK registers "java.lang:name=MarkSweepCompact,type=GarbageCollector" (SerialGC):
+        # the default name takes the first property, the pools become a "key" label.
+        after_gc = [
+            k
+            for k in got
+            if k.startswith("java_lang_MarkSweepCompact_LastGcInfo_memoryUsageAfterGc_used{")
+        ]
+        assert any('key="Tenured Gen"' in k for k in after_gc), sorted(got)[:40]
+        assert all('type="GarbageCollector"' in k for k in after_gc)
+
+    run(body_)

@@ -394,3 +394,27 @@ def test_shell_scripts_in_manifests_are_valid_sh() -> None:
     for script in scripts:
         done = subprocess.run([sh, "-n", "-c", script], capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"{script!r}: {done.stderr}"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_pod_is_fenced_by_a_network_policy(kustomization: str) -> None:
+    """Default-deny in both directions for every pod: a policy with Ingress and Egress selects
+    it, and the named ports the policy opens are ports of those pods."""
+    docs = render(kustomization)
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    for workload in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
+        labels = pod_metadata(workload).get("labels", {})
+        selecting = [
+            p
+            for p in policies
+            if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+            and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        ]
+        name = workload["metadata"]["name"]
+        assert selecting, f"no NetworkPolicy selects the pods of {name}"
+        port_names = {p.get("name") for _, c in containers(workload) for p in c.get("ports", [])}
+        for policy in selecting:
+            for rule in policy["spec"].get("ingress", []):
+                for port in rule.get("ports", []):
+                    if isinstance(port["port"], str):
+                        assert port["port"] in port_names, f"{name}: no port {port['port']}"

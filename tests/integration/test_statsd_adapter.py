@@ -291,3 +291,42 @@ def test_max_series_flag(start_adapter: Callable[..., Adapter]) -> None:
     adapter.send_udp(b"\n".join(f"ids:1|c|#id:{i}".encode() for i in range(50)))
     adapter.wait_for('statsd_exporter_series_dropped_total{reason="max_series"}', 45)
     assert adapter.samples()["statsd_exporter_series"] == 5
+
+
+def test_ttl_expires_series(start_adapter: Callable[..., Adapter]) -> None:
+    adapter = start_adapter(
+        mapping="defaults:\n  ttl: 1s\nmappings:\n- match: keep.*\n  name: kept\n  ttl: 1h\n"
+    )
+    adapter.send_udp(b"short.lived:1|c\nkeep.me:1|c")
+    adapter.wait_for("short_lived", 1)
+    deadline = time.monotonic() + 10
+    while "short_lived" in adapter.samples() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    samples = adapter.samples()
+    assert "short_lived" not in samples
+    assert samples["kept"] == 1
+    adapter.send_udp(b"short.lived:5|c")  # comes back as a fresh series
+    adapter.wait_for("short_lived", 5)
+
+
+def test_logfmt_logs(start_adapter: Callable[..., Adapter]) -> None:
+    adapter = start_adapter("--log.format=logfmt", "--log.level=debug")
+    adapter.stop()
+    lines = [line for line in adapter.log.splitlines() if line]
+    assert lines
+    assert all(line.startswith("ts=") and " level=" in line for line in lines)
+    assert any('msg="shutting down"' in line for line in lines)
+
+
+def test_existing_unixgram_path_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "taken.sock"
+    path.write_text("someone else's")
+    done = _run(
+        f"--statsd.listen-unixgram={path}",
+        "--statsd.listen-udp=",
+        "--statsd.listen-tcp=",
+        "--web.listen-address=127.0.0.1:0",
+    )
+    assert done.returncode == 1
+    assert "already exists" in done.stderr
+    assert path.read_text() == "someone else's"  # not removed on the way out

@@ -179,6 +179,22 @@ def test_flag_and_env_values(
         ([*BASE], {"GITSYNC_PERIOD": "soon"}, "invalid value 'soon' for $GITSYNC_PERIOD"),
         ([*BASE], {"GITSYNC_DEPTH": "deep"}, "invalid value 'deep' for $GITSYNC_DEPTH"),
         ([*BASE], {"GITSYNC_ONE_TIME": "yes"}, "invalid value 'yes' for $GITSYNC_ONE_TIME"),
+        (
+            [*BASE, "--github-app-application-id=1", "--github-app-client-id=c"],
+            {},
+            "only one of --github-app-application-id or --github-app-client-id",
+        ),
+        ([*BASE, "--github-app-client-id=c"], {}, "--github-app-installation-id must be"),
+        (
+            [*BASE, "--github-app-client-id=c", "--github-app-installation-id=2"],
+            {},
+            "$GITSYNC_GITHUB_APP_PRIVATE_KEY or --github-app-private-key-file must be",
+        ),
+        (
+            [*BASE, "--github-app-installation-id=2"],
+            {},
+            "--github-app-installation-id may only be specified",
+        ),
     ],
 )
 def test_bad_values_are_config_errors(argv: list[str], env: dict[str, str], message: str) -> None:
@@ -205,6 +221,36 @@ def test_malformed_command_lines_are_usage_errors(argv: list[str], message: str)
     with pytest.raises(UsageError) as raised:
         load([*BASE, *argv], {})
     assert message in str(raised.value)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=12),
+            st.sampled_from(["--period", "--ref", "-v", "--one-time", "--credential", "--"]),
+            st.builds(
+                lambda name, value: f"--{name}={value}",
+                st.sampled_from(["period", "depth", "one-time", "v", "wait", "credential"]),
+                st.text(max_size=8),
+            ),
+        ),
+        max_size=6,
+    ),
+    st.dictionaries(
+        st.sampled_from(["GITSYNC_PERIOD", "GIT_SYNC_DEPTH", "GITSYNC_ONE_TIME", "GITSYNC_REF"]),
+        st.text(max_size=6).filter(lambda v: "\x00" not in v),
+        max_size=3,
+    ),
+)
+def test_any_input_is_a_config_a_usage_error_or_a_config_error(
+    argv: list[str], env: dict[str, str]
+) -> None:
+    """Whatever the command line and environment, parsing never fails with anything else (so the
+    user never sees a traceback)."""
+    try:
+        load([*BASE, *argv], env)
+    except (UsageError, ConfigError) as err:
+        assert "\n" not in str(err)
 
 
 @pytest.mark.parametrize(("argv", "kind"), [(["--version"], "version"), (["-h"], "help")])

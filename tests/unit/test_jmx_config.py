@@ -106,3 +106,10 @@ def test_jmx_sources_reads_each_file_and_reports_a_missing_one(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"--jmx.config .*missing.yml: cannot read"):
         load_config(str(tmp_path / "missing.yml"))
     assert jmx_sources([]) == []
+
+
+def test_the_shipped_demo_config_is_valid() -> None:
+    path = Path(__file__).resolve().parents[2] / "demo" / "metrics" / "jmx.yml"
+    config = load_config(str(path))
+    assert config.jolokia_url == "http://jmx-app:8778/jolokia"
+    assert len(config.rules) > 5

@@ -447,3 +447,125 @@ def test_unchanged_values_are_served_from_the_cache_and_changes_are_seen() -> No
         ["read"],
         ["read"],
     ]
+
+
+def test_a_slow_listing_moves_to_the_background_and_reads_go_on() -> None:
+    fake = FakeJolokia(CACHE, TABULAR_TYPES)
+    fake.list_delay = 0.4
+    config = parse_config(URL + "timeout: 0.2\nincludeObjectNames: ['demo.app:type=Regions']\n")
+    source = JmxSource("t.yml", config, transport=fake.transport)
+
+    async def run() -> list[dict[str, float]]:
+        out = []
+        try:
+            out.append(series(render(await source.collect())))  # list + read: times out
+            out.append(series(render(await source.collect())))  # read now, list behind
+            await asyncio.sleep(0.6)
+            out.append(series(render(await source.collect())))  # types known now
+        finally:
+            await source.close()
+        return out
+
+    first, second, third = asyncio.run(run())
+    assert first["jmx_scrape_error"] == 1
+    assert second["jmx_scrape_error"] == 0
+    # Before the types are known the map reads as composite data; after, as tabular data.
+    assert second["demo_app_Regions_Entries_eu"] == 5
+    assert third['demo_app_Regions_Entries{key="eu"}'] == 5
+    assert third["jmx_scrape_error"] == 0
+
+
+def test_maps_inside_composite_data_become_labels_like_gc_info() -> None:
+    beans = {
+        # The JDK registers its collectors with "name" first.
+        "java.lang:name=Copy,type=GarbageCollector": {
+            "CollectionCount": 3,
+            "LastGcInfo": {
+                "id": 3,
+                "memoryUsageAfterGc": {
+                    "Eden Space": {"committed": 10, "init": 10, "max": 20, "used": 0},
+                    "Tenured Gen": {"committed": 30, "init": 30, "max": 90, "used": 7},
+                },
+            },
+        }
+    }
+    text = scrape("rules:\n- pattern: 'used|CollectionCount|<LastGcInfo>id'\n", beans)
+    gc = 'type="GarbageCollector"'
+    assert jmx_series(text) == {
+        f"java_lang_Copy_CollectionCount{{{gc}}}": 3,
+        f"java_lang_Copy_LastGcInfo_id{{{gc}}}": 3,
+        f'java_lang_Copy_LastGcInfo_memoryUsageAfterGc_used{{key="Eden Space",{gc}}}': 0,
+        f'java_lang_Copy_LastGcInfo_memoryUsageAfterGc_used{{key="Tenured Gen",{gc}}}': 7,
+    }
+
+
+def test_longs_sent_as_strings_are_numbers_and_error_texts_are_skipped() -> None:
+    beans = {
+        "demo.app:type=Requests,name=api,zone=eu": {
+            "Count": "1234567890123",
+            "Errors": "Unsupported",
+        }
+    }
+    types_ = {"demo.app:type=Requests,name=api,zone=eu": {"Count": "long", "Errors": "int"}}
+    text = scrape("rules:\n- pattern: 'Count|Errors'\n", beans, types_)
+    assert jmx_series(text) == {'demo_app_Requests_Count{name="api",zone="eu"}': 1234567890123}
+
+
+def test_a_bean_registered_later_gets_its_types_listed_once() -> None:
+    fake = FakeJolokia(REQUESTS, TABULAR_TYPES)
+    config = parse_config(URL + "includeObjectNames: ['demo.app:*']\n")
+    source = JmxSource("t.yml", config, transport=fake.transport)
+
+    async def run() -> list[dict[str, float]]:
+        out = []
+        try:
+            out.append(jmx_series(render(await source.collect())))
+            fake.beans["demo.app:type=Regions"] = CACHE["demo.app:type=Regions"]
+            for _ in range(3):
+                out.append(jmx_series(render(await source.collect())))
+        finally:
+            await source.close()
+        return out
+
+    results = asyncio.run(run())
+    assert "demo_app_Regions_Entries_eu" in results[1]  # types unknown yet: read as composite
+    assert results[2]['demo_app_Regions_Entries{key="eu"}'] == 5  # listed with this scrape
+    assert results[3] == results[2]
+    assert [[r["type"] for r in post] for post in fake.posts] == [
+        ["list", "read"],
+        ["read"],
+        ["list", "read"],
+        ["read"],
+    ]
+
+
+def test_start_delay_serves_nothing_until_it_has_passed() -> None:
+    text = scrape("startDelaySeconds: 3600\n", REQUESTS)
+    assert text == ""
+
+
+def test_include_object_name_attributes_keeps_only_those() -> None:
+    text = scrape(
+        """
+        includeObjectNames: ['demo.app:type=Requests,name=api,zone=eu']
+        includeObjectNameAttributes:
+          "demo.app:type=Requests,name=api,zone=eu": [Count]
+        """,
+        REQUESTS,
+    )
+    assert jmx_series(text) == {'demo_app_Requests_Count{name="api",zone="eu"}': 200}
+
+
+def test_overlapping_scrapes_take_turns_and_both_answer() -> None:
+    fake = FakeJolokia(REQUESTS)
+    config = parse_config(URL + "rules:\n- pattern: 'name=api.*Count'\n  name: requests\n")
+    source = JmxSource("t.yml", config, transport=fake.transport)
+
+    async def run() -> list[dict[str, float]]:
+        try:
+            results = await asyncio.gather(*(source.collect() for _ in range(3)))
+        finally:
+            await source.close()
+        return [jmx_series(render(r)) for r in results]
+
+    assert asyncio.run(run()) == [{"requests": 200}] * 3

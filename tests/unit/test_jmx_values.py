@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from adapters.metrics.jmx.config import parse_config
 from adapters.metrics.jmx.flatten import java_double, java_string
 from adapters.metrics.jmx.javaregex import (
     JavaRegexError,
@@ -14,7 +17,13 @@ from adapters.metrics.jmx.javaregex import (
     required_literal,
 )
 from adapters.metrics.jmx.objectname import ObjectNamePattern, key_properties
-from adapters.metrics.jmx.rules import parse_java_double, safe_name, snake_case
+from adapters.metrics.jmx.rules import (
+    RuleEngine,
+    Sample,
+    parse_java_double,
+    safe_name,
+    snake_case,
+)
 
 
 @pytest.mark.parametrize(
@@ -191,3 +200,71 @@ def test_key_properties_keep_registration_order_and_quotes() -> None:
         "name": '"a,b=c"',
         "zone": "eu",
     }
+
+
+_PREFIXED = [
+    r"ab(\w+)c(\d*)",
+    r"a.b<(\w+)=(.*)>",
+    r"ab+(b*)(x)?",
+    r"a<(.+), (.+)><>(\w+)",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.sampled_from(_PREFIXED),
+    subject=st.text(alphabet="ab.<>=, xc01\n", max_size=30),
+)
+def test_literal_prefix_shortcut_matches_like_the_anchored_regex(
+    pattern: str, subject: str
+) -> None:
+    compiled = compile_rule_pattern(pattern)
+    assert compiled.prefix is not None
+    reference = compiled.full.match(subject)
+    expected = None if reference is None else (subject, *reference.groups())
+    assert compiled.match(subject) == expected
+
+
+_RULE_POOL = [
+    "- pattern: 'Count: 1$'\n  name: exactly_one",
+    "- pattern: ': 2'\n  name: starts_with_two",
+    "- pattern: 'E9'\n  name: e_notation",
+    "- pattern: 'ue: true'\n  name: yes",
+    "- pattern: 'zone=eu><>(\\w+): (.*)'\n  name: eu_$1\n  labels: {v: '$2'}",
+    "- pattern: 'Count'\n  name: count\n  cache: true",
+    "- pattern: '.*'",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rules=st.lists(st.sampled_from(_RULE_POOL), min_size=1, max_size=5, unique=True),
+    values=st.lists(
+        st.one_of(
+            st.integers(-5, 300),
+            st.sampled_from([1.7e9, 0.5, 2.0, True, False, 1, 2, 200]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_cached_engine_matches_a_fresh_one(rules: list[str], values: list[object]) -> None:
+    """Whatever the values do between scrapes, the caches give what a cold engine gives."""
+    config = parse_config(
+        "jolokiaUrl: http://x.invalid/jolokia\nrules:\n" + "\n".join(rules) + "\n"
+    )
+    warm = RuleEngine(config)
+    bean = "demo.app<type=Requests, name=api, zone=eu><>"
+    props = {"type": "Requests", "name": "api", "zone": "eu"}
+    for value in values:
+        for attr in ("Count", "Value"):
+            got: list[Sample] = []
+            want: list[Sample] = []
+            warm.begin()
+            warm.record("demo.app", props, bean, (), attr, None, value, got)
+            warm.end()
+            cold = RuleEngine(config)
+            cold.begin()
+            cold.record("demo.app", props, bean, (), attr, None, value, want)
+            cold.end()
+            assert got == want

@@ -225,3 +225,34 @@ def test_go_float_syntax(value: str) -> None:
     ing = build(mapping="")
     ing.lines([f"g:{value}|g"])
     assert float(samples(ing)["g"]) == float(value)
+
+
+def test_labels_the_exposition_owns_are_a_conflict() -> None:
+    summaries = build(mapping="")
+    summaries.lines(["q:1|ms|#quantile:y", "ok:1|ms|#le:z"])
+    assert 'ok_count{le="z"}' in samples(summaries)
+    assert not any(name.startswith("q") for name in samples(summaries))
+    histograms = build(mapping="defaults:\n  observer_type: histogram\nmappings: []\n")
+    histograms.lines(["lat:1|h|#le:x", "ok:1|h|#quantile:z"])
+    assert 'ok_count{quantile="z"}' in samples(histograms)
+    assert not any(name.startswith("lat") for name in samples(histograms))
+    assert summaries.telemetry.events_conflict == {"observer": 1}
+    assert histograms.telemetry.events_conflict == {"observer": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_datagrams_never_raise(data: bytes) -> None:
+    ing = build()
+    ing.datagram(data)
+    ing.datagram(data)
+    assert ing.telemetry.lines == 2 * (data.count(b"\n") + 1)
+    exposition(ing)  # and whatever was made of it still renders
+
+
+def test_nan_lands_in_the_inf_bucket_only() -> None:
+    ing = build(mapping="defaults:\n  observer_type: histogram\nmappings: []\n")
+    ing.lines(["h:nan|h", "h:0.001|h"])
+    got = samples(ing)
+    assert got['h_bucket{le="0.005"}'] == "1"
+    assert got['h_bucket{le="+Inf"}'] == "2"

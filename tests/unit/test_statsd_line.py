@@ -110,6 +110,47 @@ CASES = [
         0,
     ),
     ("", [], {}, 0),
+    # More of upstream's line_test table.
+    (
+        "foo.[tag1=bar,tag2=baz]test:100|c",
+        [(C, "foo.test", 100.0, False, {"tag1": "bar", "tag2": "baz"})],
+        {},
+        0,
+    ),
+    (
+        "[tag1=bar,tag2=baz]foo.test:100|c",
+        [(C, "foo.test", 100.0, False, {"tag1": "bar", "tag2": "baz"})],
+        {},
+        0,
+    ),
+    ("foo.[]test:100|c", [(C, "foo.test", 100.0, False, {})], {}, 0),
+    ("foo.[tag1,tag2]test:100|c", [(C, "foo.test", 100.0, False, {})], {}, 2),
+    (
+        "tag1=bar,tag2=baz]foo.test:100|c",
+        [(C, "tag1=bar,tag2=baz]foo.test", 100.0, False, {})],
+        {},
+        1,
+    ),
+    (
+        "foo#09digits=0,tag.with.dots=1:100|c",
+        [(C, "foo", 100.0, False, {"_09digits": "0", "tag_with_dots": "1"})],
+        {},
+        0,
+    ),
+    ("foo:100|c|#tag:value,,", [(C, "foo", 100.0, False, {"tag": "value"})], {}, 1),
+    (
+        "foo:100|c|#tag_without_a_value,tag:value",
+        [(C, "foo", 100.0, False, {"tag": "value"})],
+        {},
+        1,
+    ),
+    ("foo:100|c|@0.1|#tag1:foo:bar", [(C, "foo", 1000.0, False, {"tag1": "foo:bar"})], {}, 0),
+    (
+        "foo_timing:0.5:120|ms|@0.5",
+        [(OB, "foo_timing", 0.0005, False, {})] * 2 + [(OB, "foo_timing", 0.12, False, {})] * 2,
+        {},
+        0,
+    ),
 ]
 
 

@@ -302,3 +302,100 @@ def test_fuzz_glob_rules_never_crash(pattern: str, name: str) -> None:
     result = m.map(name, COUNTER)
     if result is not None:
         assert len(name.split(".")) == len(pattern.split("."))
+
+
+UPSTREAM_TABLE = r"""
+mappings:
+- match: request_time.*.*.*
+  name: "tyk_http_request"
+  labels:
+    method_and_path: "${1}"
+    response_code: "${2}"
+    oauthid: "${3}"
+- match: "*.*"
+  name: "catchall"
+  labels:
+    first: "$1"
+    second: "$2"
+    third: "$3"
+    job: "$1-$2-$3"
+- match: (.*)\.(.*)-(.*)\.(.*)
+  match_type: regex
+  name: "proxy_requests_total"
+  labels:
+    job: "$1"
+    protocol: "$2"
+    endpoint: "$3"
+    result: "$4"
+- match: test1.*.*
+  name: "$1"
+- match: test2.*.*
+  name: "${1}_$2"
+- match: test3\.(\w+)\.(\w+)
+  match_type: regex
+  name: "${2}_$1"
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "request_time.get/threads.200.",  # a trailing empty component still counts
+            (
+                "tyk_http_request",
+                {"method_and_path": "get/threads", "response_code": "200", "oauthid": ""},
+            ),
+        ),
+        (
+            "foo.bar",
+            ("catchall", {"first": "foo", "second": "bar", "third": "", "job": "foo-bar-"}),
+        ),
+        ("foo.bar.baz", None),
+        (
+            "proxy-1.http-goober.success",
+            (
+                "proxy_requests_total",
+                {"job": "proxy-1", "protocol": "http", "endpoint": "goober", "result": "success"},
+            ),
+        ),
+        ("test1.total_requests.count", ("total_requests", {})),
+        ("test2.total_requests.count", ("total_requests_count", {})),
+        ("test3.total_requests.count", ("count_total_requests", {})),
+    ],
+)
+def test_upstream_mapper_table(name: str, expected: object) -> None:
+    assert mapped(mapper(UPSTREAM_TABLE), name) == expected
+
+
+def test_upstream_backtracking_without_ordering() -> None:
+    m = mapper(
+        """
+        defaults:
+          glob_disable_ordering: true
+        mappings:
+        - match: backtrack.*.bbb
+          name: testb
+          labels: {label: "${1}_foo"}
+        - match: backtrack.justatest.aaa
+          name: testa
+          labels: {label: "${1}_foo"}
+        """
+    )
+    assert mapped(m, "backtrack.good.bbb") == ("testb", {"label": "good_foo"})
+    assert mapped(m, "backtrack.justatest.bbb") == ("testb", {"label": "justatest_foo"})
+    assert mapped(m, "backtrack.justatest.aaa") == ("testa", {"label": "_foo"})
+
+
+@pytest.mark.parametrize(
+    "yaml_text",
+    [
+        "mappings:\n- match: bad--metric-line.*.*\n  name: foo\n",
+        "mappings:\n- match: test.*.*\n  name: '0foo'\n",
+        "mappings:\n- match: *.test.*\n  name: name\n",  # YAML alias: needs quoting, as upstream
+        "mappings:\n- match: test.*.*\n  timer_type: wrong\n  name: foo\n",
+    ],
+)
+def test_upstream_bad_configs(yaml_text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_mapping(yaml_text)

@@ -9,6 +9,8 @@ rules unchanged); keys that only make sense inside jmx_exporter's own process (`
   auth. The password is never logged or shown in errors.
 - ``timeout``: seconds for one scrape (default 5).
 - ``tlsInsecureSkipVerify``, ``tlsCaFile``: TLS to an ``https`` Jolokia URL.
+- ``targetName``: with several ``--jmx.config`` files, the ``jmx_target`` label value of this
+  JVM's series (default: the file name without extension).
 
 Anything else is a :class:`ConfigError` naming the key.
 """
@@ -28,6 +30,7 @@ from adapters.metrics.errors import ConfigError
 from adapters.metrics.jmx.javaregex import (
     JavaRegexError,
     Replacement,
+    RulePattern,
     compile_rule_pattern,
     required_literal,
 )
@@ -41,6 +44,7 @@ _KNOWN_KEYS = _IGNORED_KEYS | {
     "timeout",
     "tlsInsecureSkipVerify",
     "tlsCaFile",
+    "targetName",
     "startDelaySeconds",
     "lowercaseOutputName",
     "lowercaseOutputLabelNames",
@@ -90,7 +94,7 @@ _TYPES = {"GAUGE": "GAUGE", "COUNTER": "COUNTER", "UNTYPED": "UNKNOWN", "UNKNOWN
 class Rule:
     """One compiled rule. ``None`` fields were not given."""
 
-    pattern: re.Pattern[str] | None
+    pattern: RulePattern | None
     literal: str | None  # text every match must contain (a cheap pre-check), if known
     name: Replacement | None
     value: Replacement | None
@@ -110,6 +114,7 @@ class JmxConfig:
     timeout: float = 5.0
     tls_insecure_skip_verify: bool = False
     tls_ca_file: str | None = None
+    target_name: str | None = None
     start_delay_seconds: int = 0
     lowercase_output_name: bool = False
     lowercase_output_label_names: bool = False
@@ -203,6 +208,7 @@ def _build(doc: Any) -> JmxConfig:
         timeout=timeout,
         tls_insecure_skip_verify=_bool(doc, "tlsInsecureSkipVerify", False),
         tls_ca_file=ca_file,
+        target_name=_opt_str(doc, "targetName"),
         start_delay_seconds=start_delay,
         lowercase_output_name=_bool(doc, "lowercaseOutputName", False),
         lowercase_output_label_names=_bool(doc, "lowercaseOutputLabelNames", False),

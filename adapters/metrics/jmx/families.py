@@ -26,7 +26,7 @@ def to_families(samples: list[Sample]) -> list[Metric]:
         prom_type = _PROMETHEUS_TYPES[rule_type]
         family = Metric(name, group[0].matched.help, prom_type)
         sample_name = name + "_total" if prom_type == "counter" else name
-        label_sets = [_labels(s) for s in group]
+        label_sets = [s.matched.labels for s in group]
         unique = len(set(label_sets)) == len(label_sets)
         for sample, labels in zip(group, label_sets, strict=True):
             if not unique:
@@ -36,11 +36,3 @@ def to_families(samples: list[Sample]) -> list[Metric]:
             family.add_sample(sample_name, dict(labels), sample.value)
         families.append(family)
     return families
-
-
-def _labels(sample: Sample) -> tuple[tuple[str, str], ...]:
-    # A label name given twice keeps its first value (client_java would reject the sample).
-    seen: dict[str, str] = {}
-    for name, value in sample.matched.labels:
-        seen.setdefault(name, value)
-    return tuple(sorted(seen.items()))

@@ -10,11 +10,15 @@ composite data. The second is rebuilt by :func:`java_string` from the JSON numbe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+_INTEGER = re.compile(r"-?\d+")
+_JAVA_IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
 # Attribute types as MBeanAttributeInfo.getType() (and so Jolokia's ``list``) reports them.
 TABULAR = "javax.management.openmbean.TabularData"
@@ -51,6 +55,10 @@ def java_double(x: float) -> str:
         return "Infinity" if x > 0 else "-Infinity"
     if x == 0.0:
         return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    if 1e-3 <= abs(x) < 1e7:
+        # In this range Python's repr has Java's form already: shortest digits, no exponent,
+        # at least one digit after the point.
+        return repr(x)
     # repr() gives the shortest digits that round-trip, as Java's algorithm does (JDK 19+ exactly,
     # earlier JDKs in all but rare cases).
     sign, digits_t, exp = Decimal(repr(x)).as_tuple()
@@ -113,9 +121,12 @@ def flatten_attribute(
         except ValueError:
             return
     elif attr_type in _NUMERIC_TYPES and not isinstance(value, int | float):
-        # With ignoreErrors, Jolokia puts an error text where a failing attribute's value would
-        # be; jmx_exporter skips attributes that fail to read.
-        return
+        # An agent with serializeLong=string sends longs as strings; otherwise a string here is
+        # the error text Jolokia (ignoreErrors) puts where a failing attribute's value would be,
+        # and jmx_exporter skips attributes that fail to read.
+        if not isinstance(value, str) or not _INTEGER.fullmatch(value):
+            return
+        value = int(value)
     elif attr_type == OBJECT_NAME:
         return
     _value(properties, (), attr_name, description, value, emit)
@@ -134,6 +145,12 @@ def _value(
     if isinstance(value, bool | int | float | str):
         emit(properties, attr_keys, attr_name, description, value)
     elif isinstance(value, dict):
+        if any(_JAVA_IDENTIFIER.fullmatch(k) is None for k in value):
+            # Below the attribute Jolokia's list gives no types. Composite item names are Java
+            # identifiers; keys with spaces or dots are a map's keys, i.e. tabular data (as the
+            # JDK's own GcInfo.memoryUsageAfterGc: {"G1 Eden Space": {...}}).
+            _tabular(properties, attr_keys, attr_name, value, emit)
+            return
         # CompositeType.keySet() is sorted; the nested values have no description of their own
         # through Jolokia.
         keys = (*attr_keys, attr_name)

@@ -10,7 +10,6 @@ does, including how ``$12`` falls back to ``$1`` followed by ``2``.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -118,7 +117,49 @@ def translate(pattern: str) -> str:
     return "".join(out)
 
 
-def compile_rule_pattern(pattern: str) -> re.Pattern[str]:
+Groups = tuple[str | None, ...]  # index 0 is the whole subject, as in jmx_exporter's match
+
+
+@dataclass(frozen=True, slots=True)
+class RulePattern:
+    """A rule pattern compiled as jmx_exporter does (``^.*(?:PATTERN).*$``), with a faster
+    equivalent for patterns that start with literal text.
+
+    The greedy ``^.*`` makes the regex engine try every start position from the end of the
+    string backwards and keep the first where PATTERN matches. When PATTERN starts with a
+    literal, only the places where that literal occurs can succeed, so trying just those (from
+    the last) with ``(?:PATTERN).*$`` gives the same match and the same groups, much faster.
+    """
+
+    full: re.Pattern[str]
+    tail: re.Pattern[str]
+    prefix: str | None
+
+    @property
+    def groups(self) -> int:
+        return self.full.groups
+
+    @property
+    def groupindex(self) -> dict[str, int]:
+        return dict(self.full.groupindex)
+
+    def match(self, subject: str) -> Groups | None:
+        prefix = self.prefix
+        if prefix is None or "\n" in subject:
+            m = self.full.match(subject)
+            return None if m is None else (subject, *m.groups())
+        i = subject.rfind(prefix)
+        while i >= 0:
+            m = self.tail.match(subject, i)
+            if m is not None:
+                return (subject, *m.groups())
+            if i == 0:
+                break
+            i = subject.rfind(prefix, 0, i + len(prefix) - 1)
+        return None
+
+
+def compile_rule_pattern(pattern: str) -> RulePattern:
     """A rule pattern as jmx_exporter compiles it: must match the whole string, anywhere."""
     translated = translate(pattern)
     flags = ""
@@ -127,9 +168,11 @@ def compile_rule_pattern(pattern: str) -> re.Pattern[str]:
         # Python wants global flags at the very start, before the ^.* jmx_exporter adds.
         flags, translated = leading.group(0), translated[leading.end() :]
     try:
-        return re.compile(flags + "^.*(?:" + translated + ").*$", re.ASCII)
+        full = re.compile(flags + "^.*(?:" + translated + ").*$", re.ASCII)
+        tail = re.compile(flags + "(?:" + translated + ").*$", re.ASCII)
     except re.error as e:
         raise JavaRegexError(str(e)) from e
+    return RulePattern(full, tail, None if flags else leading_literal(pattern))
 
 
 def required_literal(pattern: str) -> str | None:
@@ -139,20 +182,37 @@ def required_literal(pattern: str) -> str | None:
     top-level literal runs count (not inside groups, classes or under a quantifier), and any
     alternation or inline flag gives up, so the answer is always safe.
     """
-    best = ""
+    runs = _literal_runs(pattern)
+    if not runs:
+        return None
+    return max((text for _, text in runs), key=len)
+
+
+def leading_literal(pattern: str) -> str | None:
+    """The literal text every match of ``pattern`` starts with, or None."""
+    runs = _literal_runs(pattern)
+    if runs and runs[0][0] == 0:
+        return runs[0][1]
+    return None
+
+
+def _literal_runs(pattern: str) -> list[tuple[int, str]]:
+    """Top-level runs of literal text, with where in the pattern each starts."""
+    runs: list[tuple[int, str]] = []
     run: list[str] = []
+    run_start = 0
     depth = 0
     i = 0
     n = len(pattern)
     if "(?" in pattern and re.search(r"\(\?[a-zA-Z]", pattern):
-        return None  # inline flags such as (?i) change what a literal matches
+        return []  # inline flags such as (?i) change what a literal matches
     if "\\Q" in pattern:
-        return None
+        return []
 
     def flush() -> None:
-        nonlocal best, run
-        if len(run) > len(best):
-            best = "".join(run)
+        nonlocal run
+        if run:
+            runs.append((run_start, "".join(run)))
         run = []
 
     while i < n:
@@ -165,7 +225,7 @@ def required_literal(pattern: str) -> str | None:
             if not nxt.isalnum():
                 literal = nxt
         elif ch == "|" and depth == 0:
-            return None
+            return []
         elif ch in "([":
             if ch == "[":
                 end = _class_end(pattern, i)
@@ -177,6 +237,8 @@ def required_literal(pattern: str) -> str | None:
         elif ch not in ".^$*+?{}":
             literal = ch
         following = pattern[i + width] if i + width < n else ""
+        if not run:
+            run_start = i
         if depth == 0 and literal is not None and following not in ("*", "?", "{", "+"):
             run.append(literal)
         else:
@@ -185,7 +247,7 @@ def required_literal(pattern: str) -> str | None:
             flush()
         i += width
     flush()
-    return best or None
+    return runs
 
 
 def _class_end(pattern: str, start: int) -> int:
@@ -215,7 +277,7 @@ class Replacement:
     literal: str | None  # the whole result when there are no group references
 
     @classmethod
-    def parse(cls, text: str, regex: re.Pattern[str] | None) -> Replacement:
+    def parse(cls, text: str, regex: RulePattern | None) -> Replacement:
         groups = regex.groups if regex is not None else 0
         names = regex.groupindex if regex is not None else {}
         parts: list[str | int] = []
@@ -269,12 +331,8 @@ class Replacement:
             literal = "".join(p for p in parts if isinstance(p, str))
         return cls(tuple(parts), literal)
 
-    def expand(self, match: re.Match[str] | None) -> str:
+    def expand(self, groups: Groups | None) -> str:
         if self.literal is not None:
             return self.literal
-        assert match is not None
-        return "".join(p if isinstance(p, str) else (match.group(p) or "") for p in self.parts)
-
-
-def expand_all(replacements: Sequence[Replacement], match: re.Match[str] | None) -> list[str]:
-    return [r.expand(match) for r in replacements]
+        assert groups is not None
+        return "".join(p if isinstance(p, str) else (groups[p] or "") for p in self.parts)

@@ -89,14 +89,19 @@ class JolokiaClient:
     def url(self) -> str:
         return redact_url(self._url)
 
-    async def bulk(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def bulk(
+        self, requests: list[dict[str, Any]], timeout: float | None = None
+    ) -> list[dict[str, Any]]:
         body = json.dumps(requests, separators=(",", ":")).encode()
+        limit = self._timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._http.post(self._url, content=body, params=_PROCESSING)
+            async with asyncio.timeout(limit):
+                response = await self._http.post(
+                    self._url, content=body, params=_PROCESSING, timeout=limit
+                )
                 content = await response.aread()
         except TimeoutError as e:
-            raise JolokiaError(f"timed out after {self._timeout:g}s") from e
+            raise JolokiaError(f"timed out after {limit:g}s") from e
         except httpx.HTTPError as e:
             raise JolokiaError(self._clean(f"{type(e).__name__}: {e}")) from e
         if response.status_code != 200:

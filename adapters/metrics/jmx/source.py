@@ -10,6 +10,8 @@ keeps the old config and counts a reload failure.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -71,6 +73,7 @@ class JmxSource:
         self._created = time.monotonic()
         self._reload_success = 0
         self._reload_failure = 0
+        self._lock = asyncio.Lock()
         self._apply(self._config)
         for key in self._config.ignored_keys:
             log.warning(
@@ -90,8 +93,13 @@ class JmxSource:
         )
         self._beans: dict[str, _Bean] = {}
         self._meta: dict[str, dict[str, AttributeMeta]] = {}
-        self._listed_domains: set[str] = set()
+        # Bean names a list answer covered (found or not), and names waiting for one.
+        self._listed: set[str] = set()
+        self._wanted: set[str] = set()
+        self._last_error: str | None = None
         self._pending_domains: set[str] | None = None  # None: list everything on first scrape
+        self._list_inline = True
+        self._list_task: asyncio.Task[None] | None = None
         wildcard = any(p.is_pattern and "*" in p.text.split(":", 1)[0] for p in config.include)
         if not wildcard:
             self._pending_domains = {p.text.split(":", 1)[0] for p in config.include}
@@ -103,6 +111,10 @@ class JmxSource:
         return f"jmx:{self._path}"
 
     async def close(self) -> None:
+        if self._list_task is not None:
+            self._list_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._list_task
         await self._client.close()
 
     async def _maybe_reload(self) -> None:
@@ -117,12 +129,20 @@ class JmxSource:
             log.error("jmx config reload failed: %s", e)
             return
         old = self._client
+        if self._list_task is not None:
+            self._list_task.cancel()
         self._apply(config)
         await old.close()
         self._reload_success += 1
         log.info("jmx config %s reloaded", self._path)
 
     async def collect(self) -> list[Metric]:
+        # Two overlapping /metrics requests take turns: the rule caches assume one scrape at a
+        # time, and a second bulk read of the same JVM at the same moment would gain nothing.
+        async with self._lock:
+            return await self._collect()
+
+    async def _collect(self) -> list[Metric]:
         await self._maybe_reload()
         config = self._config
         start = time.perf_counter()
@@ -135,7 +155,14 @@ class JmxSource:
             error = await self._scrape(samples)
         except JolokiaError as e:
             error = 1.0
-            log.warning("jmx scrape of %s failed: %s", self._client.url, e)
+            # A JVM that stays down would log every scrape: log when the failure changes.
+            level = logging.DEBUG if str(e) == self._last_error else logging.WARNING
+            log.log(level, "jmx scrape of %s failed: %s", self._client.url, e)
+            self._last_error = str(e)
+        else:
+            if self._last_error is not None:
+                log.info("jmx scrape of %s works again", self._client.url)
+                self._last_error = None
         finally:
             self._engine.end()
         families = to_families(samples)
@@ -148,10 +175,20 @@ class JmxSource:
         listing: list[str | None] = (
             [None] if self._pending_domains is None else [*sorted(self._pending_domains)]
         )
+        if listing and not self._list_inline:
+            # Listing made a scrape fail before (a big JVM under load can take longer to list
+            # than to read): list in the background with more time, read now.
+            self._list_in_background(listing)
+            listing = []
         for domain in listing:
             requests.append(list_request(None if domain is None else escape_path(domain)))
         requests.extend(read_request(p.query()) for p in config.include)
-        answers = await self._client.bulk(requests)
+        try:
+            answers = await self._client.bulk(requests)
+        except JolokiaError:
+            if listing:
+                self._list_inline = False
+            raise
         list_answers, read_answers = answers[: len(listing)], answers[len(listing) :]
         self._learn(listing, list_answers)
 
@@ -179,7 +216,8 @@ class JmxSource:
                 if not bean.included or not isinstance(attributes, dict):
                     continue
                 meta = self._meta.get(object_name)
-                if meta is None and bean.domain not in self._listed_domains:
+                if meta is None and object_name not in self._listed:
+                    self._wanted.add(object_name)
                     self._want_list(bean.domain)
 
                 def emit(
@@ -221,6 +259,8 @@ class JmxSource:
         # Keep only beans still there: a JVM that churns through bean names stays bounded.
         self._beans = beans
         self._meta = {k: v for k, v in self._meta.items() if k in beans}
+        self._listed &= beans.keys()
+        self._wanted &= beans.keys()
         return error
 
     def _bean(self, object_name: str) -> _Bean:
@@ -243,6 +283,22 @@ class JmxSource:
                 skip = skip | attrs
         return _Bean(domain, properties, bean_name(domain, properties), included, only, skip)
 
+    def _list_in_background(self, listing: list[str | None]) -> None:
+        if self._list_task is not None and not self._list_task.done():
+            return
+
+        async def run() -> None:
+            requests = [list_request(None if d is None else escape_path(d)) for d in listing]
+            try:
+                answers = await self._client.bulk(requests, timeout=self._config.timeout * 10)
+            except JolokiaError as e:
+                log.warning("jmx list of %s failed: %s", self._client.url, e)
+                return
+            self._learn(listing, answers)
+            self._list_inline = True
+
+        self._list_task = asyncio.create_task(run())
+
     def _want_list(self, domain: str) -> None:
         if self._pending_domains is not None:
             self._pending_domains.add(domain)
@@ -255,21 +311,27 @@ class JmxSource:
                 continue
             tree = value if domain is None else {domain: value}
             for dom, beans in tree.items():
-                self._listed_domains.add(dom)
                 if not isinstance(beans, dict):
                     continue
                 for props, info in beans.items():
                     attrs = info.get("attr") if isinstance(info, dict) else None
                     if not isinstance(attrs, dict):
                         continue
+                    self._listed.add(f"{dom}:{props}")
                     self._meta[f"{dom}:{props}"] = {
                         name: AttributeMeta(str(a.get("type")), a.get("desc"))
                         for name, a in attrs.items()
                         if isinstance(a, dict)
                     }
         if listing:
-            # Domains asked for are now known, found or not: do not ask again every scrape.
-            self._listed_domains.update(d for d in listing if d is not None)
+            # Beans of the listed domains are covered, found or not: not asked for again (until
+            # they go away and come back).
+            everything = None in listing
+            domains = {d for d in listing if d is not None}
+            for name in list(self._wanted):
+                if everything or name.partition(":")[0] in domains:
+                    self._listed.add(name)
+                    self._wanted.discard(name)
             self._pending_domains = set()
 
     def _own_metrics(self, duration: float, error: float) -> list[Metric]:

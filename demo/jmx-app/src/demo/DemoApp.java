@@ -15,7 +15,8 @@ import org.jolokia.http.AgentServlet;
  *
  * <p>Settings (flag, else environment variable, else default): --port / JOLOKIA_PORT (8778),
  * --host / JOLOKIA_HOST (0.0.0.0), --synthetic-beans / SYNTHETIC_BEANS (0) and
- * --synthetic-attributes / SYNTHETIC_ATTRIBUTES (10) for the benchmark's many attributes.
+ * --synthetic-attributes / SYNTHETIC_ATTRIBUTES (10) for the benchmark's many attributes, and
+ * --synthetic-moving / SYNTHETIC_MOVING (false) to make their values change on every read.
  */
 public final class DemoApp {
     private DemoApp() {}
@@ -35,6 +36,7 @@ public final class DemoApp {
         String host = setting(args, "--host", "JOLOKIA_HOST", "0.0.0.0");
         int beans = Integer.parseInt(setting(args, "--synthetic-beans", "SYNTHETIC_BEANS", "0"));
         int attrs = Integer.parseInt(setting(args, "--synthetic-attributes", "SYNTHETIC_ATTRIBUTES", "10"));
+        boolean moving = Boolean.parseBoolean(setting(args, "--synthetic-moving", "SYNTHETIC_MOVING", "false"));
 
         MBeanServer mbs = ManagementFactory.getPlatformMBeanServer();
         // Property order is deliberate: jmx_exporter names follow registration order, not sorted.
@@ -44,7 +46,7 @@ public final class DemoApp {
         mbs.registerMBean(new Regions(), new ObjectName("demo.app:type=Regions"));
         mbs.registerMBean(new Requests(5L), new ObjectName("demo.app:name=\"quoted,name\",type=Requests"));
         for (int i = 0; i < beans; i++) {
-            mbs.registerMBean(new Synthetic(i, attrs),
+            mbs.registerMBean(new Synthetic(i, attrs, moving),
                     new ObjectName(String.format("demo.bench:type=Synthetic,name=bean%05d", i)));
         }
 

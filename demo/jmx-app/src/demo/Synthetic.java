@@ -6,17 +6,22 @@ import javax.management.AttributeNotFoundException;
 import javax.management.DynamicMBean;
 import javax.management.MBeanAttributeInfo;
 import javax.management.MBeanInfo;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A dynamic MBean with a configurable number of numeric attributes, for the scrape benchmark
- * (thousands of attributes without writing thousands of getters).
+ * (thousands of attributes without writing thousands of getters). With {@code moving}, every read
+ * returns a new value, the worst case for a scraper's caches.
  */
 public final class Synthetic implements DynamicMBean {
     private final int index;
     private final MBeanInfo info;
+    private final boolean moving;
+    private final AtomicLong reads = new AtomicLong();
 
-    public Synthetic(int index, int attributes) {
+    public Synthetic(int index, int attributes, boolean moving) {
         this.index = index;
+        this.moving = moving;
         MBeanAttributeInfo[] attrs = new MBeanAttributeInfo[attributes];
         for (int i = 0; i < attributes; i++) {
             String type = i % 2 == 0 ? "long" : "double";
@@ -43,10 +48,11 @@ public final class Synthetic implements DynamicMBean {
         if (i >= info.getAttributes().length) {
             throw new AttributeNotFoundException(attribute);
         }
+        long step = moving ? reads.incrementAndGet() : 0;
         if (i % 2 == 0) {
-            return (long) index * 1000 + i;
+            return (long) index * 1000 + i + step;
         }
-        return index + i / 100.0;
+        return index + i / 100.0 + step;
     }
 
     @Override
