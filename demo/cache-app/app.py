@@ -27,8 +27,19 @@ def count(name: str) -> None:
         counters[name] += 1
 
 
+def wait_for_redis(client: redis.Redis) -> None:
+    """Like any app with a dependency, start working once Redis (the ambassador) answers."""
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            time.sleep(0.2)
+
+
 def work() -> None:
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    wait_for_redis(client)
     while True:
         key = f"demo:item:{random.randrange(100)}"
         try:
