@@ -123,15 +123,22 @@ def test_cache_app_reads_are_served_by_replicas(demo: Demo) -> None:
         status = json.loads(demo.get(demo.cache_port, "/status"))
         return bool(status["writes"] > 20 and status["reads"] > 80)
 
+    def gets_served_by(node: str) -> int:
+        stats = demo.compose("exec", "-T", node, "redis-cli", "info", "commandstats")
+        for line in stats.splitlines():
+            if line.startswith("cmdstat_get:calls="):
+                return int(line.split("=")[1].split(",")[0])
+        return 0
+
     eventually(app_has_worked, 60, "the cache app writing and reading through the ambassador")
-    status = json.loads(demo.get(demo.cache_port, "/status"))
-    assert status["errors"] == 0, status["last_error"]
+    # The ambassador learns the replicas from Sentinel, which discovers them a few seconds after
+    # start; from then on the app's reads reach both replicas.
     for replica in ("redis-replica-1", "redis-replica-2"):
-        stats = demo.compose("exec", "-T", replica, "redis-cli", "info", "commandstats")
-        gets = [line for line in stats.splitlines() if line.startswith("cmdstat_get:")]
-        assert gets, f"{replica} served no GET"
+        eventually(lambda r=replica: gets_served_by(r) > 0, 60, f"{replica} serving GETs")
     master_stats = demo.compose("exec", "-T", "redis-master", "redis-cli", "info", "commandstats")
     assert "cmdstat_set:" in master_stats
+    status = json.loads(demo.get(demo.cache_port, "/status"))
+    assert status["errors"] == 0, status["last_error"]
 
 
 def test_prometheus_scrapes_every_target(demo: Demo) -> None:
