@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.metrics.appstats import json_sources
 from adapters.metrics.appstats.config import parse_targets
+from adapters.metrics.appstats.extract import extract
 from adapters.metrics.appstats.formats import FormatError, parse
 from adapters.metrics.appstats.jsonpath import JsonPath, Template
 from adapters.metrics.appstats.source import AppStatsSource
@@ -270,3 +273,24 @@ def test_json_sources_reads_files(tmp_path: Path) -> None:
     bad.write_text("targets: [unclosed")
     with pytest.raises(ConfigError, match=r"--json.config .*bad.yml: invalid YAML"):
         json_sources([str(bad)])
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["counter", "values", "id", "state", "count", "x"]),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=_JSON)
+def test_any_document_extracts_without_raising(document: Any) -> None:
+    targets = parse_targets(yaml.safe_load(EXAMPLE_CONFIG))
+    extract(targets[0].module.metrics, document, ())

@@ -44,7 +44,12 @@ class AppStatsSource:
         except (FetchError, FormatError) as e:
             log.warning("stats target %s failed: %s", target.name, e)
             return [], 1.0, time.perf_counter() - start
-        samples = extract(target.module.metrics, document, target.labels)
+        try:
+            samples = extract(target.module.metrics, document, target.labels)
+        except Exception:
+            # An odd document must not fail the whole /metrics page.
+            log.exception("stats target %s: extracting metrics failed", target.name)
+            return [], 1.0, time.perf_counter() - start
         return samples, 0.0, time.perf_counter() - start
 
     async def collect(self) -> list[Metric]:

@@ -159,6 +159,11 @@ class JmxSource:
             level = logging.DEBUG if str(e) == self._last_error else logging.WARNING
             log.log(level, "jmx scrape of %s failed: %s", self._client.url, e)
             self._last_error = str(e)
+        except Exception:
+            # Whatever a JVM sends must not fail the whole /metrics page: a bug shows as a
+            # scrape error with a traceback in the log, not as a missing exposition.
+            error = 1.0
+            log.exception("jmx scrape of %s failed unexpectedly", self._client.url)
         else:
             if self._last_error is not None:
                 log.info("jmx scrape of %s works again", self._client.url)
