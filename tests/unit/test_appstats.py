@@ -294,3 +294,46 @@ _JSON = st.recursive(
 def test_any_document_extracts_without_raising(document: Any) -> None:
     targets = parse_targets(yaml.safe_load(EXAMPLE_CONFIG))
     extract(targets[0].module.metrics, document, ())
+
+
+def test_http_client_config_sends_credentials() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"n": 1})
+
+    config = """
+    targets:
+    - {url: "http://a.invalid/", name: a, module: basic}
+    - {url: "http://b.invalid/", name: b, module: bearer}
+    modules:
+      basic:
+        http_client_config: {basic_auth: {username: mon, password: s3cret}}
+        metrics: [{name: n, path: "{.n}"}]
+      bearer:
+        http_client_config: {bearer_token: tok3n}
+        metrics: [{name: m, path: "{.n}"}]
+    """
+    got = series(_scrape(config, handler))
+    assert got["n"] == 1 and got["m"] == 1
+    auth = {r.url.host: r.headers.get("authorization") for r in seen}
+    assert auth["a.invalid"] == "Basic bW9uOnMzY3JldA=="
+    assert auth["b.invalid"] == "Bearer tok3n"
+    targets = parse_targets(yaml.safe_load(textwrap.dedent(config)))
+    assert "s3cret" not in repr(targets) and "tok3n" not in repr(targets)
+
+
+def test_unknown_http_client_config_keys_are_errors() -> None:
+    with pytest.raises(ConfigError, match=r"http_client_config: unknown key 'oauth2'"):
+        parse_targets(
+            {
+                "targets": [{"url": "http://x/"}],
+                "modules": {
+                    "default": {
+                        "http_client_config": {"oauth2": {}},
+                        "metrics": [{"name": "a", "path": "{.a}"}],
+                    }
+                },
+            }
+        )

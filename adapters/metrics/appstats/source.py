@@ -37,8 +37,9 @@ class AppStatsSource:
     async def _one(self, target: Target) -> tuple[list[Sample], float, float]:
         start = time.perf_counter()
         try:
+            module = target.module
             body = await self._fetcher.fetch(
-                target.url, target.module.headers, target.module.timeout
+                target.url, module.headers, module.timeout, module.basic_auth, module.verify
             )
             document = parse(target.module.format, body)
         except (FetchError, FormatError) as e:
