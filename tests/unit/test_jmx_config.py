@@ -33,7 +33,14 @@ URL = "jolokiaUrl: http://127.0.0.1:8778/jolokia\n"
             "key 'lowercaseOutputName' must be true or false",
         ),
         (URL + "timeout: 0", "key 'timeout' must be > 0"),
-        (URL + "metricCustomizers: []", "'metricCustomizers' is not supported"),
+        (
+            URL + "metricCustomizers: [{attributesAsLabels: [a]}]",
+            "metricCustomizers[0]: must provide mbeanFilter",
+        ),
+        (
+            URL + "metricCustomizers: [{mbeanFilter: {domain: d}}]",
+            "must provide attributesAsLabels or extraMetrics",
+        ),
         (URL + "hostPort: a:1\njmxUrl: b", "at most one of hostPort and jmxUrl"),
         ("- a list", "the file must be a YAML mapping"),
         ("key: [unclosed", "invalid YAML"),

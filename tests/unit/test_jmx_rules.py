@@ -615,3 +615,30 @@ def test_whatever_jolokia_answers_collect_does_not_raise(value: Any, status: Any
         logger.removeHandler(handler_)
     assert "jmx_scrape_error" in text
     assert errors == []
+
+
+def test_metric_customizers_attributes_as_labels_and_extra_metrics() -> None:
+    text = scrape(
+        r"""
+        lowercaseOutputLabelNames: true
+        metricCustomizers:
+        - mbeanFilter:
+            domain: demo.app
+            properties: {type: Requests}
+          attributesAsLabels: [Status]
+          extraMetrics:
+          - {name: Up, value: true, description: Always one}
+        rules:
+        - pattern: 'demo.app<type=Requests, name=(\w+), zone=\w+><>Count'
+          name: requests
+          labels: {endpoint: $1}
+        - pattern: 'demo.app<type=Requests, name=api, zone=eu><>(Up|LatencyMillis)'
+        """,
+        REQUESTS,
+    )
+    assert jmx_series(text) == {
+        'requests{endpoint="api",status="running"}': 200,
+        'requests{endpoint="admin",status="stopped"}': 7,
+        'demo_app_Requests_Up{name="api",status="running",zone="eu"}': 1,
+        'demo_app_Requests_LatencyMillis{name="api",status="running",zone="eu"}': 12.5,
+    }

@@ -107,6 +107,28 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ExtraMetric:
+    name: str
+    value: object
+    description: str | None
+
+
+@dataclass(frozen=True)
+class MetricCustomizer:
+    """jmx_exporter 1.x ``metricCustomizers``: for beans of ``domain`` having ``properties``,
+    some attributes' values become labels of all the bean's samples, and fixed extra values
+    are exported as if they were attributes."""
+
+    domain: str
+    properties: tuple[tuple[str, str], ...]
+    attributes_as_labels: tuple[str, ...]
+    extra_metrics: tuple[ExtraMetric, ...]
+
+    def applies_to(self, domain: str, properties: dict[str, str]) -> bool:
+        return domain == self.domain and all(properties.get(k) == v for k, v in self.properties)
+
+
+@dataclass(frozen=True)
 class JmxConfig:
     jolokia_url: str
     username: str | None = None
@@ -124,6 +146,7 @@ class JmxConfig:
     include_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     exclude_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
+    metric_customizers: tuple[MetricCustomizer, ...] = ()
     ignored_keys: tuple[str, ...] = ()
 
     @property
@@ -162,8 +185,6 @@ def _build(doc: Any) -> JmxConfig:
     for key in doc:
         if key not in _KNOWN_KEYS:
             raise ConfigError(f"unknown key {key!r}")
-    if "metricCustomizers" in doc:
-        raise ConfigError("key 'metricCustomizers' is not supported by this adapter")
     if "hostPort" in doc and "jmxUrl" in doc:
         raise ConfigError("at most one of hostPort and jmxUrl must be provided")
 
@@ -218,6 +239,7 @@ def _build(doc: Any) -> JmxConfig:
         include_attributes=_attribute_map(doc, "includeObjectNameAttributes"),
         exclude_attributes=_attribute_map(doc, "excludeObjectNameAttributes"),
         rules=rules,
+        metric_customizers=_customizers(doc.get("metricCustomizers")),
         ignored_keys=ignored,
     )
 
@@ -280,6 +302,65 @@ def _attribute_map(doc: Mapping[str, Any], key: str) -> dict[str, frozenset[str]
             raise ConfigError(f"key {key!r}: {name!r} must be an ObjectName, not a pattern")
         out[name] = frozenset(str(a) for a in attrs)
     return out
+
+
+def _customizers(raw: Any) -> tuple[MetricCustomizer, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("key 'metricCustomizers' must be a list")
+    out = []
+    for i, item in enumerate(raw):
+        where = f"metricCustomizers[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a mapping")
+        for key in item:
+            if key not in ("mbeanFilter", "attributesAsLabels", "extraMetrics"):
+                raise ConfigError(f"{where}: unknown key {key!r}")
+        mbean_filter = item.get("mbeanFilter")
+        if not isinstance(mbean_filter, dict):
+            raise ConfigError(f"{where}: must provide mbeanFilter")
+        for key in mbean_filter:
+            if key not in ("domain", "properties"):
+                raise ConfigError(f"{where}.mbeanFilter: unknown key {key!r}")
+        domain = mbean_filter.get("domain")
+        if not isinstance(domain, str):
+            raise ConfigError(f"{where}.mbeanFilter: must provide domain")
+        properties = mbean_filter.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise ConfigError(f"{where}.mbeanFilter.properties must be a mapping")
+        labels = item.get("attributesAsLabels")
+        extras = item.get("extraMetrics")
+        if labels is None and extras is None:
+            raise ConfigError(f"{where}: must provide attributesAsLabels or extraMetrics")
+        if labels is not None and not isinstance(labels, list):
+            raise ConfigError(f"{where}.attributesAsLabels must be a list of attribute names")
+        extra_metrics = []
+        for j, extra in enumerate(extras or []):
+            if not isinstance(extra, dict):
+                raise ConfigError(f"{where}.extraMetrics[{j}] must be a mapping")
+            for key in extra:
+                if key not in ("name", "value", "description"):
+                    raise ConfigError(f"{where}.extraMetrics[{j}]: unknown key {key!r}")
+            if not isinstance(extra.get("name"), str):
+                raise ConfigError(f"{where}.extraMetrics[{j}]: must provide name")
+            if extra.get("value") is None:
+                raise ConfigError(f"{where}.extraMetrics[{j}]: must provide value")
+            description = extra.get("description")
+            extra_metrics.append(
+                ExtraMetric(
+                    extra["name"], extra["value"], None if description is None else str(description)
+                )
+            )
+        out.append(
+            MetricCustomizer(
+                domain,
+                tuple((str(k), str(v)) for k, v in properties.items()),
+                tuple(str(a) for a in labels or ()),
+                tuple(extra_metrics),
+            )
+        )
+    return tuple(out)
 
 
 def _default_rule() -> Rule:

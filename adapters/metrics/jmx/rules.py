@@ -117,8 +117,8 @@ class RuleEngine:
         self._rules = config.rules
         self._snake: dict[str, str] = {}
         # (bean name, attribute) -> (value it was matched with, result, candidate rules)
-        self._cache: dict[tuple[str, str], _Entry] = {}
-        self._fresh: dict[tuple[str, str], _Entry] = {}
+        self._cache: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Entry] = {}
+        self._fresh: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Entry] = {}
         self._described: dict[tuple[object, ...], _Described | None] = {}
         self._described_fresh: dict[tuple[object, ...], _Described | None] = {}
         self._value_splits = {id(r): _value_splits(r.literal) for r in config.rules}
@@ -151,12 +151,14 @@ class RuleEngine:
         description: str | None,
         value: object,
         out: list[Sample],
+        attribute_labels: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Match one leaf value; append its sample to ``out`` if a rule exports it.
 
-        ``bean_name`` is ``domain<props><attr keys>`` (the caller builds it once per bean)."""
+        ``bean_name`` is ``domain<props><attr keys>`` (the caller builds it once per bean);
+        ``attribute_labels`` are the bean's ``attributesAsLabels`` (name, value) pairs."""
         value_str = java_string(value)
-        key = (bean_name, attr_name)
+        key = (bean_name, attr_name, attribute_labels)
         cached = self._cache.get(key)
         if cached is not None and cached[0] == value_str:
             result = cached[1]
@@ -176,6 +178,7 @@ class RuleEngine:
                 description,
                 value_str,
                 candidates if numeric else None,
+                attribute_labels,
             )
         self._fresh[key] = (value_str, result, candidates)
         if result is None or result is _SKIP:
@@ -226,6 +229,7 @@ class RuleEngine:
         description: str | None,
         value_str: str,
         candidates: tuple[Rule, ...] | None,
+        attribute_labels: tuple[tuple[str, str], ...],
     ) -> object:
         # The match string has up to four spellings (snake-cased attribute, value or "<cache>");
         # each is built once, not once per rule.
@@ -256,11 +260,12 @@ class RuleEngine:
             # Name, type, help and labels depend on the groups (and, for the default format, on
             # the bean), not on the value unless a group captures it: keep them across scrapes.
             if rule.name is None:
-                key: tuple[object, ...] = (id(rule), bean_name, attribute)
+                key: tuple[object, ...] = (id(rule), bean_name, attribute, attribute_labels)
             elif id(rule) in self._uses_whole_match:
-                key = (id(rule), match)
+                key = (id(rule), match, attribute_labels)
             else:
-                key = (id(rule), match[1:] if match is not None else None, bean_name, attr_name)
+                groups = match[1:] if match is not None else None
+                key = (id(rule), groups, bean_name, attr_name, attribute_labels)
             described = self._described.get(key)
             if described is None:
                 if rule.name is None:
@@ -271,10 +276,11 @@ class RuleEngine:
                         attr_keys,
                         attribute,
                         _default_help(domain, properties, attr_name, description),
+                        attribute_labels,
                     )
                 else:
                     described = self._describe(
-                        rule, match, domain, properties, attr_name, description
+                        rule, match, domain, properties, attr_name, description, attribute_labels
                     )
             self._described_fresh[key] = described
             if described is None:
@@ -293,6 +299,7 @@ class RuleEngine:
         properties: dict[str, str],
         attr_name: str,
         description: str | None,
+        attribute_labels: tuple[tuple[str, str], ...],
     ) -> _Described | None:
         config = self._config
         assert rule.name is not None
@@ -308,7 +315,8 @@ class RuleEngine:
             help_ = rule.help.expand(match)
         else:
             help_ = _default_help(domain, properties, attr_name, description)
-        labels: list[tuple[str, str]] = []
+        # jmx_exporter puts the attributesAsLabels first, then the rule's labels.
+        labels = self._attribute_labels(attribute_labels)
         for label_name_r, label_value_r in rule.labels or ():
             label_name = safe_name(label_name_r.expand(match))
             label_value = label_value_r.expand(match)
@@ -326,6 +334,7 @@ class RuleEngine:
         attr_keys: tuple[str, ...],
         attribute: str,
         help_: str,
+        attribute_labels: tuple[tuple[str, str], ...],
     ) -> _Described:
         """jmx_exporter's default format: ``domain_firstPropValue_attrKeys_attrName`` and the
         other properties as labels."""
@@ -349,7 +358,17 @@ class RuleEngine:
                 continue  # the first property is part of the name
             label = safe_name(key)
             labels.append((label.lower() if config.lowercase_output_label_names else label, value))
+        labels.extend(self._attribute_labels(attribute_labels))
         return sanitize_metric_name(name), rule_type, help_, _label_set(labels)
+
+    def _attribute_labels(
+        self, attribute_labels: tuple[tuple[str, str], ...]
+    ) -> list[tuple[str, str]]:
+        lower = self._config.lowercase_output_label_names
+        return [
+            (safe_name(name).lower() if lower else safe_name(name), value)
+            for name, value in attribute_labels
+        ]
 
 
 def _label_set(labels: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

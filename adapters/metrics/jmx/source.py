@@ -23,9 +23,9 @@ import httpx
 from prometheus_client.metrics_core import Metric
 
 from adapters.metrics.errors import ConfigError
-from adapters.metrics.jmx.config import JmxConfig, load_config
+from adapters.metrics.jmx.config import JmxConfig, MetricCustomizer, load_config
 from adapters.metrics.jmx.families import to_families
-from adapters.metrics.jmx.flatten import AttributeMeta, flatten_attribute
+from adapters.metrics.jmx.flatten import AttributeMeta, flatten_attribute, java_string
 from adapters.metrics.jmx.jolokia import (
     JolokiaClient,
     JolokiaError,
@@ -54,6 +54,7 @@ class _Bean:
     included: bool
     only_attributes: frozenset[str] | None
     skip_attributes: frozenset[str]
+    customizer: MetricCustomizer | None
 
 
 class JmxSource:
@@ -221,6 +222,14 @@ class JmxSource:
                 if not bean.included or not isinstance(attributes, dict):
                     continue
                 meta = self._meta.get(object_name)
+                attribute_labels: tuple[tuple[str, str], ...] = ()
+                customizer = bean.customizer
+                if customizer is not None:
+                    attribute_labels = tuple(
+                        (a, java_string(attributes[a]))
+                        for a in customizer.attributes_as_labels
+                        if attributes.get(a) is not None
+                    )
                 if meta is None and object_name not in self._listed:
                     self._wanted.add(object_name)
                     self._want_list(bean.domain)
@@ -232,6 +241,7 @@ class JmxSource:
                     description: str | None,
                     leaf: object,
                     bean: _Bean = bean,
+                    attribute_labels: tuple[tuple[str, str], ...] = attribute_labels,
                 ) -> None:
                     name = (
                         bean.name
@@ -247,6 +257,7 @@ class JmxSource:
                         description,
                         leaf,
                         samples,
+                        attribute_labels,
                     )
 
                 for attr_name, leaf_value in attributes.items():
@@ -261,6 +272,16 @@ class JmxSource:
                         leaf_value,
                         emit,
                     )
+                if customizer is not None:
+                    # Extra metrics are exported as if the bean had these attributes.
+                    for extra in customizer.extra_metrics:
+                        flatten_attribute(
+                            bean.properties,
+                            extra.name,
+                            AttributeMeta("java.lang.Object", extra.description),
+                            extra.value,
+                            emit,
+                        )
         # Keep only beans still there: a JVM that churns through bean names stays bounded.
         self._beans = beans
         self._meta = {k: v for k, v in self._meta.items() if k in beans}
@@ -273,7 +294,7 @@ class JmxSource:
         try:
             domain, props_text = split_name(object_name)
         except ValueError:
-            return _Bean("", {}, "", False, None, frozenset())
+            return _Bean("", {}, "", False, None, frozenset(), None)
         properties = key_properties(props_text)
         included = any(p.matches(domain, properties) for p in config.include) and not any(
             p.matches(domain, properties) for p in config.exclude
@@ -286,7 +307,12 @@ class JmxSource:
         for text, attrs in config.exclude_attributes.items():
             if _same_name(text, domain, properties):
                 skip = skip | attrs
-        return _Bean(domain, properties, bean_name(domain, properties), included, only, skip)
+        customizer = next(
+            (c for c in config.metric_customizers if c.applies_to(domain, properties)), None
+        )
+        return _Bean(
+            domain, properties, bean_name(domain, properties), included, only, skip, customizer
+        )
 
     def _list_in_background(self, listing: list[str | None]) -> None:
         if self._list_task is not None and not self._list_task.done():
