@@ -337,3 +337,27 @@ def test_unknown_http_client_config_keys_are_errors() -> None:
                 },
             }
         )
+
+
+def test_epoch_timestamp_sets_sample_times() -> None:
+    config = """
+    targets: [{url: "http://a.invalid/"}]
+    modules:
+      default:
+        metrics:
+        - {name: temp, path: "{.t}", epochTimestamp: "{.at}"}
+        - name: sensor
+          type: object
+          path: "{.sensors[*]}"
+          epochTimestamp: "{.at}"
+          labels: {id: "{.id}"}
+          values: {reading: "{.v}"}
+    """
+    document = {
+        "t": 21.5,
+        "at": 1700000000000,
+        "sensors": [{"id": "s1", "v": 3, "at": 1700000001500}],
+    }
+    text = _scrape(config, lambda request: httpx.Response(200, json=document))
+    assert "temp 21.5 1700000000000" in text
+    assert 'sensor_reading{id="s1"} 3.0 1700000001500' in text

@@ -120,3 +120,15 @@ def test_the_shipped_demo_config_is_valid() -> None:
     config = load_config(str(path))
     assert config.jolokia_url == "http://jmx-app:8778/jolokia"
     assert len(config.rules) > 5
+
+
+def test_password_file_is_read_and_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-from-file\n")
+    config = parse_config(URL + f"username: mon\npasswordFile: {secret}\n")
+    assert config.password == "s3cret-from-file"
+    assert "s3cret-from-file" not in repr(config)
+    with pytest.raises(ConfigError, match="key 'passwordFile': cannot read"):
+        parse_config(URL + f"passwordFile: {tmp_path / 'missing'}\n")
+    with pytest.raises(ConfigError, match="at most one of password and passwordFile"):
+        parse_config(URL + f"password: x\npasswordFile: {secret}\n")

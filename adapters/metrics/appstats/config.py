@@ -60,6 +60,7 @@ class MetricRule:
     labels: tuple[tuple[str, Template], ...]
     values: tuple[tuple[str, Template], ...]  # object metrics: name suffix -> value
     converter: dict[str, float] = field(default_factory=dict)
+    epoch_timestamp: JsonPath | None = None  # milliseconds since the epoch, per sample
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,17 @@ def _metric(where: str, raw: Any) -> MetricRule:
     raw = _keys(
         where,
         raw,
-        {"name", "path", "help", "type", "valuetype", "labels", "values", "valueconverter"},
+        {
+            "name",
+            "path",
+            "help",
+            "type",
+            "valuetype",
+            "labels",
+            "values",
+            "valueconverter",
+            "epochTimestamp",
+        },
     )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -212,6 +223,8 @@ def _metric(where: str, raw: Any) -> MetricRule:
         values = tuple(
             (str(k), Template.parse(str(v))) for k, v in (raw.get("values") or {}).items()
         )
+        epoch = raw.get("epochTimestamp")
+        epoch_timestamp = None if epoch is None else JsonPath.parse(str(epoch))
     except JsonPathError as e:
         raise ConfigError(f"{where}: {e}") from e
     for label, _ in labels:
@@ -238,4 +251,5 @@ def _metric(where: str, raw: Any) -> MetricRule:
         labels=labels,
         values=values,
         converter=converter,
+        epoch_timestamp=epoch_timestamp,
     )

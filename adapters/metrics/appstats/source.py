@@ -72,7 +72,7 @@ class AppStatsSource:
                 if family is None:
                     family = Metric(family_name, s.rule.help, s.rule.value_type)
                     families[family_name] = family
-                family.add_sample(sample_name, dict(s.labels), s.value)
+                family.add_sample(sample_name, dict(s.labels), s.value, s.timestamp)
         error = Metric(
             "appstats_scrape_error", "1 if the last scrape of a stats target failed.", "gauge"
         )

@@ -6,7 +6,8 @@ rules unchanged); keys that only make sense inside jmx_exporter's own process (`
 
 - ``jolokiaUrl`` (required): the Jolokia agent's base URL, e.g. ``http://127.0.0.1:8778/jolokia``.
 - ``username`` / ``password``: jmx_exporter's JMX credentials, used here for Jolokia's HTTP basic
-  auth. The password is never logged or shown in errors.
+  auth (``passwordFile``: read it from a file, e.g. a mounted Secret). The password is never
+  logged or shown in errors.
 - ``timeout``: seconds for one scrape (default 5).
 - ``tlsInsecureSkipVerify``, ``tlsCaFile``: TLS to an ``https`` Jolokia URL.
 - ``targetName``: with several ``--jmx.config`` files, the ``jmx_target`` label value of this
@@ -41,6 +42,7 @@ _KNOWN_KEYS = _IGNORED_KEYS | {
     "jolokiaUrl",
     "username",
     "password",
+    "passwordFile",
     "timeout",
     "tlsInsecureSkipVerify",
     "tlsCaFile",
@@ -193,6 +195,18 @@ def _build(doc: Any) -> JmxConfig:
         raise ConfigError("key 'jolokiaUrl' is required: the Jolokia URL, http(s)://host:port/path")
     username = _opt_str(doc, "username")
     password = _opt_str(doc, "password")
+    password_file = _opt_str(doc, "passwordFile")
+    if password_file is not None:
+        if password is not None:
+            raise ConfigError("at most one of password and passwordFile must be provided")
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                # A mounted Secret often ends with a newline that is not part of the password.
+                password = f.read().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(
+                f"key 'passwordFile': cannot read {password_file!r}: {e.strerror}"
+            ) from e
     timeout = _number(doc, "timeout", 5.0)
     if not timeout > 0:
         raise ConfigError("key 'timeout' must be > 0 (seconds)")
