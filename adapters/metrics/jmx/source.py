@@ -98,6 +98,7 @@ class JmxSource:
         self._listed: set[str] = set()
         self._wanted: set[str] = set()
         self._last_error: str | None = None
+        self._read_errors: set[str] = set()
         self._pending_domains: set[str] | None = None  # None: list everything on first scrape
         self._list_inline = True
         self._list_task: asyncio.Task[None] | None = None
@@ -201,6 +202,7 @@ class JmxSource:
         error = 0.0
         seen: set[str] = set()
         beans: dict[str, _Bean] = {}
+        read_errors: set[str] = set()
         engine = self._engine
         for answer in read_answers:
             status = answer.get("status")
@@ -209,9 +211,12 @@ class JmxSource:
             value = answer.get("value")
             if status != 200 or not isinstance(value, dict):
                 error = 1.0
-                log.warning(
-                    "jmx read %s: %s", answer.get("request", {}).get("mbean"), answer.get("error")
-                )
+                request = answer.get("request")
+                mbean = request.get("mbean") if isinstance(request, dict) else None
+                message = f"jmx read {mbean}: {answer.get('error')}"
+                # Logged when it first happens, not on every scrape while it lasts.
+                log.log(logging.DEBUG if message in self._read_errors else logging.WARNING, message)
+                read_errors.add(message)
                 continue
             for object_name, attributes in value.items():
                 if object_name in seen:
@@ -287,6 +292,7 @@ class JmxSource:
         self._meta = {k: v for k, v in self._meta.items() if k in beans}
         self._listed &= beans.keys()
         self._wanted &= beans.keys()
+        self._read_errors = read_errors
         return error
 
     def _bean(self, object_name: str) -> _Bean:
