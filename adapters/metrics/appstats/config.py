@@ -28,8 +28,11 @@ modules:
 
 Each module is a json_exporter module (``metrics`` entries with ``name``, ``path``, ``help``,
 ``type`` value/object, ``valuetype`` gauge/counter/untyped, ``labels``, ``values``,
-``valueconverter``), so existing json_exporter configs move over; ``format`` and ``timeout`` are
-ours. Unknown keys are a :class:`ConfigError` naming the key.
+``valueconverter``, ``epochTimestamp``; ``http_client_config`` with basic auth, bearer token and
+TLS), so existing json_exporter configs move over; ``format`` and ``timeout`` are ours.
+Differences: a ``valueconverter`` applies to every value of its metric (not per path, and
+case-insensitively), and counters are exposed as ``<name>_total`` as the Python client writes
+them. Unknown keys are a :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
