@@ -647,3 +647,18 @@ def test_metric_customizers_attributes_as_labels_and_extra_metrics() -> None:
         'demo_app_Requests_Up{name="api",status="running",zone="eu"}': 1,
         'demo_app_Requests_LatencyMillis{name="api",status="running",zone="eu"}': 12.5,
     }
+
+
+def test_output_order_does_not_depend_on_bean_order() -> None:
+    forward = scrape("rules:\n- pattern: 'Count|Latency'\n", REQUESTS)
+    backward = scrape("rules:\n- pattern: 'Count|Latency'\n", dict(reversed(REQUESTS.items())))
+
+    def without_duration(text: str) -> list[str]:
+        return [line for line in text.splitlines() if "jmx_scrape_duration_seconds " not in line]
+
+    assert without_duration(forward) == without_duration(backward)
+    lines = [line for line in forward.splitlines() if line.startswith("demo_app_Requests_Count")]
+    assert lines == [
+        'demo_app_Requests_Count{name="admin",zone="us"} 7.0',
+        'demo_app_Requests_Count{name="api",zone="eu"} 200.0',
+    ]
