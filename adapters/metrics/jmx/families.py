@@ -11,6 +11,7 @@ its first sample's).
 from __future__ import annotations
 
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample as PromSample
 
 from adapters.metrics.jmx.rules import Sample
 
@@ -18,15 +19,21 @@ _PROMETHEUS_TYPES = {"GAUGE": "gauge", "COUNTER": "counter", "UNKNOWN": "unknown
 
 
 def to_families(samples: list[Sample]) -> list[Metric]:
-    by_name: dict[str, list[Sample]] = {}
+    # One pass groups by name and notes whether the rules' types agree.
+    by_name: dict[str, tuple[list[str], list[Sample]]] = {}
     for sample in samples:
-        by_name.setdefault(sample.matched.name, []).append(sample)
+        matched = sample.matched
+        entry = by_name.get(matched.name)
+        if entry is None:
+            by_name[matched.name] = ([matched.type], [sample])
+            continue
+        if entry[0][0] != matched.type:
+            entry[0][0] = "UNKNOWN"
+        entry[1].append(sample)
     families = []
     for name in sorted(by_name):
-        group = by_name[name]
-        types = {s.matched.type for s in group}
-        rule_type = types.pop() if len(types) == 1 else "UNKNOWN"
-        prom_type = _PROMETHEUS_TYPES[rule_type]
+        rule_types, group = by_name[name]
+        prom_type = _PROMETHEUS_TYPES[rule_types[0]]
         sample_name = name + "_total" if prom_type == "counter" else name
         label_sets = [s.matched.labels for s in group]
         if len(set(label_sets)) != len(label_sets):
@@ -36,8 +43,10 @@ def to_families(samples: list[Sample]) -> list[Metric]:
             ]
         ordered = sorted(zip(label_sets, group, strict=True), key=lambda pair: pair[0])
         family = Metric(name, ordered[0][1].matched.help, prom_type)
-        for labels, sample in ordered:
-            family.add_sample(sample_name, dict(labels), sample.value)
+        # Appending Sample tuples directly: add_sample per series is measurable at 1 000s.
+        family.samples = [
+            PromSample(sample_name, dict(labels), sample.value) for labels, sample in ordered
+        ]
         families.append(family)
     return families
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from adapters.metrics.jmx.config import JmxConfig, Rule
 from adapters.metrics.jmx.flatten import java_string
@@ -82,8 +81,9 @@ def parse_java_double(text: str) -> float | None:
     return float(text.replace("Infinity", "inf"))
 
 
-@dataclass(frozen=True, slots=True)
-class Matched:
+# NamedTuples rather than frozen dataclasses: one of each is made per attribute per scrape, and
+# a tuple is several times cheaper to create.
+class Matched(NamedTuple):
     """The outcome of the rules for one attribute, without the sample value."""
 
     name: str  # final metric name (sanitized)
@@ -103,8 +103,7 @@ _Entry = tuple[str, object, "tuple[Rule, ...] | None"]
 _Described = tuple[str, str, str, tuple[tuple[str, str], ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     matched: Matched
     value: float
 
