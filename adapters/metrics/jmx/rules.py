@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from adapters.metrics.jmx.config import JmxConfig, Rule
 from adapters.metrics.jmx.flatten import java_string
@@ -98,7 +98,7 @@ class Matched(NamedTuple):
 _SKIP: Final = object()  # a rule matched but says "no sample" (empty name, unparsable value)
 # Every character Java's toString of a number or boolean can produce.
 _VALUE_CHARS = frozenset("0123456789.-E" + "NaN" + "Infinity" + "true" + "false")
-_Entry = tuple[str, object, "tuple[Rule, ...] | None"]
+_SWEEP_EVERY = 8  # scrapes between evictions of cache entries nobody used
 # (name, type, help, labels) of a matched rule
 _Described = tuple[str, str, str, tuple[tuple[str, str], ...]]
 
@@ -115,11 +115,12 @@ class RuleEngine:
         self._config = config
         self._rules = config.rules
         self._snake: dict[str, str] = {}
-        # (bean name, attribute) -> (value it was matched with, result, candidate rules)
-        self._cache: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Entry] = {}
-        self._fresh: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Entry] = {}
-        self._described: dict[tuple[object, ...], _Described | None] = {}
-        self._described_fresh: dict[tuple[object, ...], _Described | None] = {}
+        # (bean name, attribute, attribute labels) -> [value it was matched with, result,
+        # candidate rules, scrape it was last used in]. Entries are updated in place (no
+        # allocation for an unchanged attribute) and swept every _SWEEP_EVERY scrapes.
+        self._cache: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[Any]] = {}
+        self._described: dict[tuple[object, ...], list[Any]] = {}  # [described, last used]
+        self._scrape = 0
         self._value_splits = {id(r): _value_splits(r.literal) for r in config.rules}
         # Rules whose name, labels or help use $0, the whole match string (value included).
         self._uses_whole_match = {
@@ -131,14 +132,17 @@ class RuleEngine:
         self.cached_hits = 0
 
     def begin(self) -> None:
-        """Start a scrape: results not used again by its end are dropped (bounded memory)."""
-        self._fresh = {}
-        self._described_fresh = {}
+        self._scrape += 1
         self.cached_hits = 0
 
     def end(self) -> None:
-        self._cache, self._fresh = self._fresh, {}
-        self._described, self._described_fresh = self._described_fresh, {}
+        """Drop what no recent scrape used, so a JVM churning through bean names (or values
+        captured into names) keeps memory bounded."""
+        if self._scrape % _SWEEP_EVERY:
+            return
+        oldest = self._scrape - _SWEEP_EVERY
+        self._cache = {k: v for k, v in self._cache.items() if v[3] > oldest}
+        self._described = {k: v for k, v in self._described.items() if v[1] > oldest}
 
     def record(
         self,
@@ -161,7 +165,7 @@ class RuleEngine:
         cached = self._cache.get(key)
         if cached is not None and cached[0] == value_str:
             result = cached[1]
-            candidates = cached[2]
+            cached[3] = self._scrape
             self.cached_hits += 1
         else:
             numeric = not isinstance(value, str)
@@ -179,7 +183,15 @@ class RuleEngine:
                 candidates if numeric else None,
                 attribute_labels,
             )
-        self._fresh[key] = (value_str, result, candidates)
+            if cached is None:
+                self._cache[key] = [value_str, result, candidates, self._scrape]
+            else:
+                cached[0], cached[1], cached[2], cached[3] = (
+                    value_str,
+                    result,
+                    candidates,
+                    self._scrape,
+                )
         if result is None or result is _SKIP:
             return
         assert isinstance(result, Matched)
@@ -265,8 +277,11 @@ class RuleEngine:
             else:
                 groups = match[1:] if match is not None else None
                 key = (id(rule), groups, bean_name, attr_name, attribute_labels)
-            described = self._described.get(key)
-            if described is None:
+            slot = self._described.get(key)
+            described = None if slot is None else slot[0]
+            if slot is not None:
+                slot[1] = self._scrape
+            else:
                 if rule.name is None:
                     described = self._default(
                         rule,
@@ -281,7 +296,7 @@ class RuleEngine:
                     described = self._describe(
                         rule, match, domain, properties, attr_name, description, attribute_labels
                     )
-            self._described_fresh[key] = described
+                self._described[key] = [described, self._scrape]
             if described is None:
                 return _SKIP
             name, rule_type, help_, labels = described
