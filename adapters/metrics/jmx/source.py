@@ -25,7 +25,14 @@ from prometheus_client.metrics_core import Metric
 from adapters.metrics.errors import ConfigError
 from adapters.metrics.jmx.config import JmxConfig, MetricCustomizer, load_config
 from adapters.metrics.jmx.families import to_families
-from adapters.metrics.jmx.flatten import AttributeMeta, flatten_attribute, java_string
+from adapters.metrics.jmx.flatten import (
+    DATE,
+    OBJECT_NAME,
+    TABULAR,
+    AttributeMeta,
+    flatten_attribute,
+    java_string,
+)
 from adapters.metrics.jmx.jolokia import (
     JolokiaClient,
     JolokiaError,
@@ -37,6 +44,9 @@ from adapters.metrics.jmx.objectname import ObjectNamePattern, key_properties, s
 from adapters.metrics.jmx.rules import RuleEngine, Sample, bean_name
 
 log = logging.getLogger(__name__)
+
+_PLAIN_SCALARS = frozenset({int, float, bool})
+_SPECIAL_TYPES = frozenset({TABULAR, DATE, OBJECT_NAME})
 
 try:
     _VERSION = version("podpatterns")
@@ -270,13 +280,25 @@ class JmxSource:
                         continue
                     if attr_name in bean.skip_attributes:
                         continue
-                    flatten_attribute(
-                        bean.properties,
-                        attr_name,
-                        meta.get(attr_name) if meta is not None else None,
-                        leaf_value,
-                        emit,
-                    )
+                    attr_meta = meta.get(attr_name) if meta is not None else None
+                    if leaf_value.__class__ in _PLAIN_SCALARS and (
+                        attr_meta is None or attr_meta.type not in _SPECIAL_TYPES
+                    ):
+                        # Most attributes are plain numbers: straight to the rules, skipping
+                        # the walk over composite/tabular shapes (a measurable share per scrape).
+                        engine.record(
+                            bean.domain,
+                            bean.properties,
+                            bean.name,
+                            (),
+                            attr_name,
+                            attr_meta.description if attr_meta is not None else None,
+                            leaf_value,
+                            samples,
+                            attribute_labels,
+                        )
+                        continue
+                    flatten_attribute(bean.properties, attr_name, attr_meta, leaf_value, emit)
                 if customizer is not None:
                     # Extra metrics are exported as if the bean had these attributes.
                     for extra in customizer.extra_metrics:
