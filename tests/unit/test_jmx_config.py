@@ -26,7 +26,7 @@ URL = "jolokiaUrl: http://127.0.0.1:8778/jolokia\n"
         (URL + "rules:\n- pattern: x\n  help: h", "must provide name, if help or labels are given"),
         (URL + "rules:\n- pattern: x\n  labels: {}", "must provide name, if help or labels"),
         (URL + "rules:\n- pattern: '(a)'\n  name: x_$2", "rules[0].name: no group 2"),
-        (URL + "rules:\n- pattern: a\n  name: x\n  type: SUMMARY", "rules[0].type must be"),
+        (URL + "rules:\n- pattern: a\n  name: x\n  type: GUAGE", "rules[0].type must be"),
         (URL + "includeObjectNames: ['no-colon']", "key 'includeObjectNames': invalid ObjectName"),
         (
             URL + "lowercaseOutputName: yes please",
@@ -95,8 +95,9 @@ def test_no_rules_means_one_default_rule_and_untyped() -> None:
     assert rule.pattern is None and rule.name is None and rule.type == "UNKNOWN"
 
 
-def test_untyped_is_read_as_unknown_like_jmx_exporter_1() -> None:
-    (rule,) = parse_config(URL + "rules:\n- pattern: a\n  name: b\n  type: UNTYPED").rules
+@pytest.mark.parametrize("name", ["UNTYPED", "SUMMARY", "HISTOGRAM"])
+def test_other_types_are_read_as_unknown_like_jmx_exporter_1(name: str) -> None:
+    (rule,) = parse_config(URL + f"rules:\n- pattern: a\n  name: b\n  type: {name}").rules
     assert rule.type == "UNKNOWN"
 
 

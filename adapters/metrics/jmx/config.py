@@ -89,7 +89,17 @@ _JVM_DOMAINS = (
     "jdk.management.jfr:*",
     "sun.management:*",
 )
-_TYPES = {"GAUGE": "GAUGE", "COUNTER": "COUNTER", "UNTYPED": "UNKNOWN", "UNKNOWN": "UNKNOWN"}
+# jmx_exporter 1.x exports GAUGE and COUNTER as such and every other type as unknown; the
+# other names are the ones 0.x accepted (Collector.Type), so old files still load. Anything else
+# is most likely a typo and an error.
+_TYPES = {
+    "GAUGE": "GAUGE",
+    "COUNTER": "COUNTER",
+    **dict.fromkeys(
+        ("UNTYPED", "UNKNOWN", "SUMMARY", "HISTOGRAM", "INFO", "STATE_SET", "GAUGE_HISTOGRAM"),
+        "UNKNOWN",
+    ),
+}
 
 
 @dataclass(frozen=True)
