@@ -656,3 +656,25 @@ def test_output_order_does_not_depend_on_bean_order() -> None:
         'demo_app_Requests_Count{name="admin",zone="us"} 7.0',
         'demo_app_Requests_Count{name="api",zone="eu"} 200.0',
     ]
+
+
+def test_tabular_data_with_a_composite_index() -> None:
+    # Jolokia writes tables whose index is not a simple value as {"indexNames", "values"}.
+    bean = "demo.app:type=Routes"
+    beans = {
+        bean: {
+            "Table": {
+                "indexNames": ["route"],
+                "values": [
+                    {"route": {"host": "a", "port": 80}, "hits": 5},
+                    {"route": {"host": "b", "port": 443}, "hits": 7},
+                ],
+            }
+        }
+    }
+    types_ = {bean: {"Table": "javax.management.openmbean.TabularData"}}
+    text = scrape("includeObjectNames: ['demo.app:type=Routes']\n", beans, types_)
+    assert jmx_series(text) == {
+        'demo_app_Routes_Table_hits{route_host="a",route_port="80"}': 5,
+        'demo_app_Routes_Table_hits{route_host="b",route_port="443"}': 7,
+    }
