@@ -110,6 +110,16 @@ def _render_family(family: Family, series: Iterable[object], now: float, out: li
             s.seen = set()  # "distinct values per scrape interval"
 
 
+def process_metric_names() -> frozenset[str]:
+    """Every sample name prometheus-client's default collectors expose (process_*, python_*)."""
+    return frozenset(
+        name
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        for name in (sample.name, family.name)
+    )
+
+
 class _Families(CollectorRegistry):
     """A registry that only hands out the families it was given (for ``generate_latest``)."""
 
@@ -141,6 +151,7 @@ class Exposition:
         self.clock = clock
         self.sources: list[ScrapeTimeSource] = []
         self.ready = False
+        self._process_names = process_metric_names()
         self._server: asyncio.Server | None = None
 
     async def scrape(self) -> bytes:
@@ -151,6 +162,7 @@ class Exposition:
         parts.extend(self.telemetry.families(self.registry.series_count))
         body = "".join(parts).encode("utf-8")
         families: list[Metric] = []
+        seen: set[str] = set(self._process_names)
         for source, result in zip(self.sources, await pulled, strict=True):
             if isinstance(result, BaseException):
                 # The protocol says collect() never raises; if one does, the rest still counts.
@@ -158,7 +170,17 @@ class Exposition:
                     "scrape-time source failed", extra={"source": source.name, "error": str(result)}
                 )
                 continue
-            families.extend(result)
+            for family in result:
+                names = {family.name} | {sample.name for sample in family.samples}
+                if any(self.registry.owns(n) or n in seen for n in names):
+                    # Two families under one name make the whole scrape invalid: the first wins.
+                    log.warning(
+                        "dropping a scrape-time family whose name is taken",
+                        extra={"source": source.name, "family": family.name},
+                    )
+                    continue
+                seen |= names
+                families.append(family)
         return body + generate_latest(REGISTRY) + generate_latest(_Families(families))
 
     # -- HTTP ----------------------------------------------------------------------------

@@ -164,9 +164,16 @@ class Family:
 
 class Registry:
     def __init__(
-        self, telemetry: Telemetry, max_series: int = 0, max_series_per_metric: int = 0
+        self,
+        telemetry: Telemetry,
+        max_series: int = 0,
+        max_series_per_metric: int = 0,
+        reserved: frozenset[str] = frozenset(),
     ) -> None:
         self.telemetry = telemetry
+        # Names other parts of /metrics already expose (the process collector's): a StatsD
+        # family under one of them would make the exposition invalid.
+        self.reserved = reserved
         self.max_series = max_series
         self.max_series_per_metric = max_series_per_metric
         self.families: dict[str, Family] = {}
@@ -238,7 +245,14 @@ class Registry:
             kind == "summary" and "quantile" in label_names
         ):
             return False  # the exposition adds that label itself
-        return all(name + suffix not in self._owners for suffix in _SUFFIXES[kind])
+        return all(
+            name + suffix not in self._owners and name + suffix not in self.reserved
+            for suffix in _SUFFIXES[kind]
+        )
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is exposed by a StatsD family (or one of ours)."""
+        return name in self._owners or name.startswith(RESERVED_PREFIXES)
 
     def sweep(self, now: float) -> int:
         """Remove series whose TTL has run out; returns how many."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from adapters.metrics.appstats import json_sources
 from adapters.metrics.errors import ConfigError
-from adapters.metrics.exposition import Exposition
+from adapters.metrics.exposition import Exposition, process_metric_names
 from adapters.metrics.flags import Settings
 from adapters.metrics.ingest import Ingester
 from adapters.metrics.jmx import jmx_sources
@@ -67,7 +67,10 @@ class Service:
         self.settings = settings
         self.telemetry = Telemetry()
         self.registry = Registry(
-            self.telemetry, settings.statsd_max_series, settings.statsd_max_series_per_metric
+            self.telemetry,
+            settings.statsd_max_series,
+            settings.statsd_max_series_per_metric,
+            reserved=process_metric_names(),
         )
         self.parser = LineParser(
             self.telemetry,

@@ -87,3 +87,27 @@ def test_summary_quantiles_and_window() -> None:
 )
 def test_format_value(value: float, text: str) -> None:
     assert format_value(value) == text
+
+
+def test_a_name_exposed_twice_is_dropped_not_duplicated() -> None:
+    from adapters.metrics.exposition import process_metric_names
+    from adapters.metrics.ingest import Ingester
+    from adapters.metrics.mapping import Mapper, MappingConfig
+    from adapters.metrics.parse import LineParser
+
+    telemetry = Telemetry()
+    registry = Registry(telemetry, reserved=process_metric_names())
+    ingester = Ingester(
+        LineParser(telemetry), Mapper(MappingConfig(), telemetry), registry, telemetry
+    )
+    ingester.lines(["jvm_a_up:1|g", "process_cpu_seconds_total:5|c"])
+    assert telemetry.events_conflict == {"counter": 1}  # the process collector owns that name
+    expo = exposition(registry, telemetry)
+    log: list[str] = []
+    expo.sources = [FakeSource("jvm_a", 0.0, log), FakeSource("jvm_b", 0.0, log)]
+    body = asyncio.run(expo.scrape()).decode()
+    assert body.count("# TYPE jvm_a_up ") == 1
+    assert "jvm_a_up 1" in body  # the StatsD gauge keeps the name
+    assert 'jvm_b_up{source="jvm_b"} 1.0' in body
+    types = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE")]
+    assert len(types) == len(set(types))
