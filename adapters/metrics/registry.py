@@ -134,7 +134,7 @@ class DistinctSet:
 
     def __init__(self, labels: tuple[str, ...], ttl: float, now: float) -> None:
         self.labels = labels
-        self.seen: set[float] = set()
+        self.seen: set[str] = set()
         self.ttl = ttl
         self.touched = now
 

@@ -330,3 +330,19 @@ def test_existing_unixgram_path_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "already exists" in done.stderr
     assert path.read_text() == "someone else's"  # not removed on the way out
+
+
+def test_sets_behind_a_flag(start_adapter: Callable[..., Adapter]) -> None:
+    plain = start_adapter()
+    plain.send_udp(b"visitors:alice|s\nvisitors:42|s")  # rejected like upstream
+    plain.wait_for('statsd_exporter_sample_errors_total{reason="illegal_event"}', 1)
+    assert plain.samples()['statsd_exporter_sample_errors_total{reason="malformed_value"}'] == 1
+    with_sets = start_adapter("--statsd.enable-sets")
+    client = statsd.StatsClient("127.0.0.1", with_sets.statsd_port)
+    for member in ("alice", "bob", "alice", "carol"):
+        client.set("visitors", member)
+    with_sets.wait_for('statsd_exporter_events_total{type="set"}', 4)
+    assert with_sets.samples()["visitors"] == 0  # the previous scrape closed the interval
+    client.set("visitors", "dave")
+    with_sets.wait_for('statsd_exporter_events_total{type="set"}', 5)
+    assert "# TYPE visitors gauge" in with_sets.metrics_text()
