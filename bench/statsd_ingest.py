@@ -209,13 +209,16 @@ def sustained(datagrams: list[bytes], rate: float, seconds: float, workdir: Path
         adapter.stop()
 
 
-def paced_loss(adapter: Adapter, datagrams: list[bytes], rate: float, seconds: float) -> float:
-    """Lines lost (fraction) when sending at ``rate`` for ``seconds``."""
+def paced_loss(
+    adapter: Adapter, datagrams: list[bytes], rate: float, seconds: float
+) -> tuple[float, float]:
+    """Lines lost (fraction) when sending at ``rate`` for ``seconds``, and the rate the sender
+    really achieved."""
     total = int(rate * seconds)
     base = lines_total(adapter)
-    send(adapter.statsd_port, datagrams, total, rate)
+    took = send(adapter.statsd_port, datagrams, total, rate)
     processed, _ = wait_flat(adapter, idle=0.5)
-    return (total - (processed - base)) / total
+    return (total - (processed - base)) / total, total / took
 
 
 def saturation(
@@ -227,9 +230,12 @@ def saturation(
         # The highest paced rate the adapter keeps up with (loss under 0.1 %).
         for rate in rates:
             before_errors = rcvbuf_errors()
-            loss = paced_loss(adapter, datagrams, rate, 3.0)
+            loss, achieved = paced_loss(adapter, datagrams, rate, 3.0)
             errors = rcvbuf_errors() - before_errors
-            print(f"  paced {rate:,.0f} lines/s for 3 s: lost {loss:.2%}, RcvbufErrors +{errors}")
+            print(
+                f"  paced {rate:,.0f} lines/s for 3 s (sender achieved {achieved:,.0f}): "
+                f"lost {loss:.2%}, RcvbufErrors +{errors}"
+            )
             if loss < 0.001:
                 best = rate
             else:
