@@ -95,10 +95,16 @@ class Ingester:
 
     def datagram(self, data: bytes) -> None:
         """One UDP or unixgram packet: lines split on ``\\n``."""
-        try:
-            lines = data.decode("utf-8").split("\n")
-        except UnicodeDecodeError:
-            lines = self._decode_each(data.split(b"\n"))
+        self.datagrams([data])
+
+    def datagrams(self, batch: list[bytes]) -> None:
+        """Packets read in one go, applied as one batch of lines."""
+        lines: list[str] = []
+        for data in batch:
+            try:
+                lines += data.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                lines += self._decode_each(data.split(b"\n"))
         self.lines(lines)
 
     def _decode_each(self, raw_lines: list[bytes]) -> list[str]:

@@ -24,7 +24,13 @@ from adapters.metrics.parse import LineParser, TagDialects
 from adapters.metrics.registry import Registry
 from adapters.metrics.relay import Relay
 from adapters.metrics.scrape import ScrapeTimeSource
-from adapters.metrics.sources import listen_tcp, listen_udp, listen_unixgram, remove_unix_socket
+from adapters.metrics.sources import (
+    DatagramListener,
+    listen_tcp,
+    listen_udp,
+    listen_unixgram,
+    remove_unix_socket,
+)
 from adapters.metrics.telemetry import Telemetry
 
 log = logging.getLogger("metrics-adapter")
@@ -147,7 +153,7 @@ class Service:
     async def run(self) -> int:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        transports: list[asyncio.BaseTransport] = []
+        transports: list[DatagramListener] = []
         servers: list[asyncio.Server] = []
         owned_unix = ""  # the socket file is removed at exit only once we created it
         sweeper = loop.create_task(self._sweep())
@@ -157,7 +163,7 @@ class Service:
                     await listen_udp(
                         settings.statsd_listen_udp,
                         settings.statsd_read_buffer,
-                        self.ingester.datagram,
+                        self.ingester.datagrams,
                         self.telemetry,
                     )
                 )
@@ -173,7 +179,7 @@ class Service:
                         settings.statsd_listen_unixgram,
                         settings.statsd_unixsocket_mode,
                         settings.statsd_read_buffer,
-                        self.ingester.datagram,
+                        self.ingester.datagrams,
                         self.telemetry,
                     )
                 )
