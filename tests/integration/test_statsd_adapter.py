@@ -346,3 +346,16 @@ def test_sets_behind_a_flag(start_adapter: Callable[..., Adapter]) -> None:
     client.set("visitors", "dave")
     with_sets.wait_for('statsd_exporter_events_total{type="set"}', 5)
     assert "# TYPE visitors gauge" in with_sets.metrics_text()
+
+
+def test_http_reload_reports_a_bad_config(
+    start_adapter: Callable[..., Adapter], tmp_path: Path
+) -> None:
+    adapter = start_adapter("--web.enable-lifecycle")
+    (tmp_path / "mapping0.yml").write_text("mappings:\n- match: a.b\n  name: x\n  ttl: soon\n")
+    response = requests.post(f"{adapter.url}/-/reload", timeout=10)
+    assert response.status_code == 500
+    assert "ttl: invalid duration 'soon'" in response.text
+    samples = adapter.samples()
+    assert samples['statsd_exporter_config_reloads_total{outcome="failure"}'] == 1
+    assert samples["statsd_exporter_loaded_mappings"] == 3  # the previous config still runs
