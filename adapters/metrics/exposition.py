@@ -155,15 +155,14 @@ class Exposition:
         self._server: asyncio.Server | None = None
 
     async def scrape(self) -> bytes:
-        pulled = asyncio.gather(
-            *(source.collect() for source in self.sources), return_exceptions=True
-        )
+        sources = self.sources  # a reload may swap the list while this scrape awaits
+        pulled = asyncio.gather(*(source.collect() for source in sources), return_exceptions=True)
         parts = await render_registry(self.registry, self.clock())
         parts.extend(self.telemetry.families(self.registry.series_count))
         body = "".join(parts).encode("utf-8")
         families: list[Metric] = []
         seen: set[str] = set(self._process_names)
-        for source, result in zip(self.sources, await pulled, strict=True):
+        for source, result in zip(sources, await pulled, strict=True):
             if isinstance(result, BaseException):
                 # The protocol says collect() never raises; if one does, the rest still counts.
                 log.error(
