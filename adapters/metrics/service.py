@@ -114,6 +114,7 @@ class Service:
         self.exposition.sources = loaded.sources
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _mapper(self, config: MappingConfig) -> Mapper:
         return Mapper(
@@ -195,7 +196,7 @@ class Service:
             for signum, handler in (
                 (signal.SIGTERM, self.stop),
                 (signal.SIGINT, self.stop),
-                (signal.SIGHUP, lambda: loop.create_task(self._sighup())),
+                (signal.SIGHUP, self._on_sighup),
             ):
                 loop.add_signal_handler(signum, handler)
             self.exposition.ready = True
@@ -231,6 +232,12 @@ class Service:
                     await source.close()
             if owned_unix:
                 remove_unix_socket(owned_unix)
+
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._sighup())
+        # The loop only keeps a weak reference to tasks: hold it until it is done.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _sighup(self) -> None:
         settings = self.settings
