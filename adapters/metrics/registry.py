@@ -12,12 +12,15 @@ because every update runs on the event loop's thread.
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from adapters.metrics.mapping import DEFAULT_BUCKETS, DEFAULT_SUMMARY, SummaryOptions
 from adapters.metrics.telemetry import RESERVED_PREFIXES, Telemetry
+
+log = logging.getLogger("metrics-adapter")
 
 
 class Scalar:
@@ -180,6 +183,7 @@ class Registry:
         # Every exposed name (foo, foo_sum, foo_bucket...) → the family that owns it.
         self._owners: dict[str, str] = {}
         self.series_count = 0
+        self._quiet_until = 0.0
         # Bumped whenever a series object is removed, so that caches holding series objects
         # (the ingest stage's line-shape cache) know to drop them.
         self.generation = 0
@@ -218,10 +222,10 @@ class Registry:
             found.ttl = ttl
             return found
         if self.max_series and self.series_count >= self.max_series:
-            self.telemetry.dropped("max_series")
+            self._drop("max_series", name, now)
             return None
         if self.max_series_per_metric and len(family.series) >= self.max_series_per_metric:
-            self.telemetry.dropped("max_series_per_metric")
+            self._drop("max_series_per_metric", name, now)
             return None
         created: Series
         if kind == "histogram":
@@ -235,6 +239,16 @@ class Registry:
         family.series[key] = created
         self.series_count += 1
         return created
+
+    def _drop(self, reason: str, name: str, now: float) -> None:
+        self.telemetry.dropped(reason)
+        # Say so in the log, but at most once a minute: a flood of new series is the very case.
+        if now >= self._quiet_until:
+            self._quiet_until = now + 60.0
+            log.warning(
+                "series limit reached: new series are dropped",
+                extra={"reason": reason, "metric": name, "series": self.series_count},
+            )
 
     def _may_create(self, name: str, kind: str, label_names: tuple[str, ...]) -> bool:
         if name.startswith(RESERVED_PREFIXES) or not name:
