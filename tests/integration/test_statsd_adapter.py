@@ -291,6 +291,7 @@ def test_max_series_flag(start_adapter: Callable[..., Adapter]) -> None:
     adapter.send_udp(b"\n".join(f"ids:1|c|#id:{i}".encode() for i in range(50)))
     adapter.wait_for('statsd_exporter_series_dropped_total{reason="max_series"}', 45)
     assert adapter.samples()["statsd_exporter_series"] == 5
+    assert adapter.log.count("series limit reached") == 1  # once, not 45 times
 
 
 def test_ttl_expires_series(start_adapter: Callable[..., Adapter]) -> None:
