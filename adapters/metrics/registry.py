@@ -64,6 +64,8 @@ class Summary:
     are an estimate; sum and count are exact."""
 
     __slots__ = (
+        "_answer",
+        "_older",
         "buffers",
         "count",
         "labels",
@@ -87,6 +89,10 @@ class Summary:
         self.ttl = ttl
         self.touched = now
         self.rotate_at = now + options.max_age / options.age_buckets
+        # Scrape-time caches: the sorted values of every buffer but the current one (they only
+        # change on rotation), and the last answer with the count it was computed at.
+        self._older: list[float] = []
+        self._answer: tuple[int, list[tuple[float, float]]] | None = None
 
     def observe(self, value: float) -> None:
         # ``touched`` is the time of this observation (the ingest stage sets it first).
@@ -107,26 +113,38 @@ class Summary:
     def rotate(self, now: float) -> None:
         options = self.options
         step = options.max_age / options.age_buckets
+        if now < self.rotate_at:
+            return
         if now - self.rotate_at > options.max_age:
             # Idle for longer than the window: nothing in it is still current.
             self.buffers = [[]]
             self.seen = 0
             self.rotate_at = now + step
-            return
         while now >= self.rotate_at:
             self.buffers.append([])
             if len(self.buffers) > options.age_buckets:
                 del self.buffers[0]
             self.seen = 0
             self.rotate_at += step
+        self._older = sorted(v for buffer in self.buffers[:-1] for v in buffer)
+        self._answer = None
 
     def quantiles(self, now: float) -> list[tuple[float, float]]:
         self.rotate(now)
-        window = sorted(v for buffer in self.buffers for v in buffer)
+        if self._answer is not None and self._answer[0] == self.count:
+            return self._answer[1]  # nothing observed or rotated since the last scrape
+        # Two sorted runs: Timsort merges them in linear time.
+        window = self._older + sorted(self.buffers[-1])
+        window.sort()
         if not window:
-            return [(q, float("nan")) for q, _ in self.options.quantiles]
-        last = len(window) - 1
-        return [(q, window[min(last, int(q * len(window)))]) for q, _ in self.options.quantiles]
+            answer = [(q, float("nan")) for q, _ in self.options.quantiles]
+        else:
+            last = len(window) - 1
+            answer = [
+                (q, window[min(last, int(q * len(window)))]) for q, _ in self.options.quantiles
+            ]
+        self._answer = (self.count, answer)
+        return answer
 
 
 class DistinctSet:
