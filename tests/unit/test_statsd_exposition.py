@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from adapters.metrics.exposition import Exposition, format_value
@@ -111,3 +113,37 @@ def test_a_name_exposed_twice_is_dropped_not_duplicated() -> None:
     assert 'jvm_b_up{source="jvm_b"} 1.0' in body
     types = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE")]
     assert len(types) == len(set(types))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 5, allow_nan=False), st.floats(-1e6, 1e6, allow_nan=False)),
+        max_size=80,
+    ),
+    st.floats(0, 5),
+)
+def test_summary_caches_never_change_the_answer(
+    steps: list[tuple[float, float]], scrape_gap: float
+) -> None:
+    options = SummaryOptions(
+        quantiles=((0.5, 0.05), (0.99, 0.001)), max_age=4, age_buckets=4, buf_cap=7
+    )
+    summary = Summary((), options, ttl=0, now=0.0)
+    clock = 0.0
+    for advance, value in steps:
+        clock += advance
+        summary.touched = clock
+        summary.observe(value)
+        if advance > 2.5:  # scrape now and then, so the caches are used
+            summary.quantiles(clock)
+    clock += scrape_gap
+    got = summary.quantiles(clock)
+    window = sorted(v for buffer in summary.buffers for v in buffer)
+    if not window:
+        assert all(v != v for _, v in got)
+    else:
+        want = [
+            (q, window[min(len(window) - 1, int(q * len(window)))]) for q, _ in options.quantiles
+        ]
+        assert got == want
