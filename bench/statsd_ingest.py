@@ -86,6 +86,11 @@ def workload(seed: int = 7) -> list[bytes]:
     ]
 
 
+def load_average() -> str:
+    """The machine is shared: how busy it was is part of every figure."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def rcvbuf_errors() -> int:
     with open("/proc/net/snmp") as snmp:
         rows = [line.split() for line in snmp if line.startswith("Udp:")]
@@ -203,7 +208,8 @@ def sustained(datagrams: list[bytes], rate: float, seconds: float, workdir: Path
             f"({total / took:,.0f} lines/s offered); "
             f"processed {processed:,.0f}; lost {total - processed:,.0f} "
             f"({(total - processed) / total:.2%}); kernel RcvbufErrors +{errors}; "
-            f"{scraper.count} scrapes meanwhile, longest {scraper.longest:.3f}s"
+            f"{scraper.count} scrapes meanwhile, longest {scraper.longest:.3f}s; "
+            f"load average {load_average()}"
         )
     finally:
         adapter.stop()
@@ -234,7 +240,7 @@ def saturation(
             errors = rcvbuf_errors() - before_errors
             print(
                 f"  paced {rate:,.0f} lines/s for 3 s (sender achieved {achieved:,.0f}): "
-                f"lost {loss:.2%}, RcvbufErrors +{errors}"
+                f"lost {loss:.2%}, RcvbufErrors +{errors}; load average {load_average()}"
             )
             if loss < 0.001:
                 best = rate
@@ -313,6 +319,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200_000, help="lines/s for the paced run")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--saturation-lines", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="sustained runs (fresh adapter each)")
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument(
         "--steps",
@@ -324,7 +331,8 @@ def main() -> None:
     rmem_max = Path("/proc/sys/net/core/rmem_max").read_text().strip()
     print(f"cores: {os.cpu_count()}, rmem_max: {rmem_max}")
     datagrams = workload()
-    sustained(datagrams, args.rate, args.seconds, args.workdir)
+    for _ in range(args.repeat):
+        sustained(datagrams, args.rate, args.seconds, args.workdir)
     rates = [float(r) for r in args.steps.split(",")]
     saturation(datagrams, args.saturation_lines, rates, args.workdir)
     memory(args.series, args.workdir)
