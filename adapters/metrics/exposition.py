@@ -141,6 +141,7 @@ class Exposition:
         reload: Callable[[], Awaitable[str | None]],
         quit: Callable[[], None],
         clock: Callable[[], float],
+        flush: Callable[[], None] = lambda: None,
     ) -> None:
         self.registry = registry
         self.telemetry = telemetry
@@ -149,6 +150,8 @@ class Exposition:
         self.reload = reload
         self.quit = quit
         self.clock = clock
+        # Brings the self-metrics up to date (the ingest stage counts per line shape).
+        self.flush = flush
         self.sources: list[ScrapeTimeSource] = []
         self.ready = False
         self._process_names = process_metric_names()
@@ -158,6 +161,7 @@ class Exposition:
         sources = self.sources  # a reload may swap the list while this scrape awaits
         pulled = asyncio.gather(*(source.collect() for source in sources), return_exceptions=True)
         parts = await render_registry(self.registry, self.clock())
+        self.flush()
         parts.extend(self.telemetry.families(self.registry.series_count))
         body = "".join(parts).encode("utf-8")
         families: list[Metric] = []

@@ -110,6 +110,7 @@ class Service:
             reload=self.reload,
             quit=self.stop,
             clock=time.monotonic,
+            flush=self.ingester.flush,
         )
         self.exposition.sources = loaded.sources
         self._stopping = asyncio.Event()
