@@ -9,8 +9,10 @@ add. Only lines that parsed cleanly into one sample are cached; anything unusual
 multi-metric lines, extended aggregates, conflicts) takes the slow path every time, so the
 counters stay exactly what the slow path would have produced.
 
-Self-metric counters are summed in locals and added once per datagram. Everything runs on the
-event loop's thread: there are no locks.
+On the cached path a line only adds one to its shape's ``hits``; ``flush`` folds those into the
+self-metrics (the exposition calls it before rendering them, and every cache reset does too).
+Counter and gauge lines that repeat verbatim skip even the ``float()`` (the exact-line cache).
+Everything runs on the event loop's thread: there are no locks.
 """
 
 from __future__ import annotations
