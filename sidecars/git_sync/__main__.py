@@ -17,7 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from sidecars.git_sync import config as config_mod
-from sidecars.git_sync import signers
+from sidecars.git_sync import pid1, signers
 from sidecars.git_sync.config import Action, Config, PublishMode
 from sidecars.git_sync.credentials import CredentialStore
 from sidecars.git_sync.exchange import ExchangePublisher
@@ -49,6 +49,9 @@ Beyond upstream:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and pid1.needed():
+        print('{"level": 0, "msg": "detected pid 1, running init handler"}', file=sys.stderr)
+        return pid1.run_as_init([sys.executable, "-m", "sidecars.git_sync", *sys.argv[1:]])
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         loaded = config_mod.load(args)
