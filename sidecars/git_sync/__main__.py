@@ -188,7 +188,12 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
     try:
         if cfg.http_bind:
             endpoint = HttpEndpoint(
-                state, cfg.http_metrics, _trigger_secret(cfg), loop.pushed, log.named("http")
+                state,
+                cfg.http_metrics,
+                _trigger_secret(cfg),
+                loop.pushed,
+                log.named("http"),
+                debug_enabled=cfg.http_pprof,
             )
             try:
                 server = await endpoint.start(cfg.http_bind)

@@ -576,6 +576,21 @@ def _read_quietly(path: Path) -> str:
         return ""
 
 
+def test_http_pprof_serves_a_stack_dump(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    port = unused_port()
+    start_git_sync(
+        *common(git_remote.url, tmp_path / "root", "--period=1s"),
+        f"--http-bind=127.0.0.1:{port}",
+        "--http-pprof",
+    )
+    url = f"http://127.0.0.1:{port}/debug/pprof/goroutine"
+    wait_for(lambda: http_get(url)[0] == 200, what="pprof endpoint")
+    body = http_get(url)[1]
+    assert "task" in body and "thread" in body
+
+
 def test_metrics_use_upstream_names(
     git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
 ) -> None:
@@ -591,6 +606,7 @@ def test_metrics_use_upstream_names(
         return http_get(f"http://127.0.0.1:{port}/metrics")[1]
 
     wait_for(lambda: metric(scraped(), "git_sync_count_total", 'status="noop"') >= 2, what="noops")
+    assert http_get(f"http://127.0.0.1:{port}/debug/pprof/")[0] == 404  # only with --http-pprof
     text = scraped()
     assert metric(text, "git_sync_count_total", 'status="success"') == 1
     assert metric(text, "git_fetch_count_total") == 1
