@@ -321,3 +321,27 @@ def test_trigger_signatures() -> None:
     assert not authorized(secret, {"X-Gitlab-Token": "nope"}, body)
     assert not authorized(secret, {}, body)
     assert not authorized(b"", {"X-Gitlab-Token": ""}, body)
+
+
+# -- redaction -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("fatal: https://bob:hunter22@h/r.git", "fatal: https://bob:REDACTED@h/r.git"),
+        (
+            "http://u:p@127.0.0.1:8080/x and ssh://git@h/x",
+            "http://u:REDACTED@127.0.0.1:8080/x and ssh://git@h/x",
+        ),
+        ("password was s3cret-Passw0rd", "password was REDACTED"),
+        ("nothing secret here", "nothing secret here"),
+    ],
+)
+def test_redactor(text: str, expected: str) -> None:
+    from sidecars.git_sync.jsonlog import Redactor
+
+    redact = Redactor()
+    redact.add("s3cret-Passw0rd")
+    redact.add("x")  # too short to redact safely: ignored
+    assert redact(text) == expected
