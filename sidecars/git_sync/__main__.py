@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra=extra,
     )
     try:
+        # Plain asyncio, not uvloop: git-sync's loop mostly waits on git children, and under
+        # uvloop `git credential approve` (which spawns the credential-cache daemon) hung.
         return asyncio.run(_serve(cfg, private, log))
     except ConfigError as err:  # a problem found while wiring (e.g. an unreadable key file)
         print(err, file=sys.stderr)
