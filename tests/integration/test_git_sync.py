@@ -813,7 +813,7 @@ def test_sync_timeout_abandons_a_stuck_sync_cleanly(
     armed.touch()
     root = tmp_path / "root"
     sync = start_git_sync(
-        *common(git_remote.url, root, "--sync-timeout=2s", f"--git={wrapper}", "--max-failures=0")
+        *common(git_remote.url, root, "--sync-timeout=5s", f"--git={wrapper}", "--max-failures=0")
     )
     assert sync.wait_exit(timeout=30) == 1
     assert started.exists()
@@ -827,13 +827,13 @@ def test_stale_worktree_timeout_keeps_old_trees_for_a_while(
 ) -> None:
     root = tmp_path / "root"
     link = root / "current"
-    start_git_sync(*common(git_remote.url, root, "--period=50ms", "--stale-worktree-timeout=2s"))
+    start_git_sync(*common(git_remote.url, root, "--period=50ms", "--stale-worktree-timeout=4s"))
     first = git_remote.head()
     wait_for(lambda: published_hash(link) == first, what="first sync")
     second = git_remote.commit({"index.html": "two"})
     wait_for(lambda: published_hash(link) == second, what="second sync")
     assert (root / ".worktrees" / first).exists()
-    wait_for(lambda: not (root / ".worktrees" / first).exists(), timeout=10, what="expiry")
+    wait_for(lambda: not (root / ".worktrees" / first).exists(), timeout=20, what="expiry")
 
 
 def test_unresolvable_host_is_a_counted_failure(tmp_path: Path, start_git_sync: Start) -> None:
