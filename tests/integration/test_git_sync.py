@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -1147,3 +1148,36 @@ def test_github_app_jwt_verifies_with_openssl(tmp_path: Path, fmt: str) -> None:
         check=False,
     )
     assert verified.stdout.strip() == "Verified OK"
+
+
+def test_changing_repos_with_storage_intact(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    from tests.fixtures.git_remote import make_git_remote
+
+    other = make_git_remote(tmp_path / "other")
+    other.commit({"index.html": "<h1>other repo</h1>\n"})
+    root = tmp_path / "root"
+    first = start_git_sync(*common(git_remote.url, root, "--one-time"))
+    assert first.wait_exit() == 0
+    second = start_git_sync(*common(other.url, root, "--one-time"))
+    assert second.wait_exit() == 0, second.logs()
+    assert (root / "current" / "index.html").read_text() == "<h1>other repo</h1>\n"
+    assert published_hash(root / "current") == other.head()
+
+
+def test_a_moving_tag_is_followed_both_ways(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    first = git_remote.tag("release", annotated=True)
+    root = tmp_path / "root"
+    start_git_sync(*common(git_remote.url, root, "--ref=release", "--period=50ms"))
+    wait_for(lambda: published_hash(root / "current") == first, what="tag published")
+    second_commit = git_remote.commit({"index.html": "two"})
+    assert git_remote.tag("release", annotated=True) == second_commit
+    wait_for(lambda: published_hash(root / "current") == second_commit, what="tag moved forward")
+    assert git_remote.tag("release", ref=first, annotated=True) == first
+    wait_for(lambda: published_hash(root / "current") == first, what="tag moved back")
+    git_remote.commit({"index.html": "three"})  # the branch moves, the tag does not
+    time.sleep(0.5)  # ten polls
+    assert published_hash(root / "current") == first
