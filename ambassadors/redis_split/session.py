@@ -21,9 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
-
-from prometheus_client import Counter, Histogram
 
 from . import metrics
 from .backends import Backends, Node, Role
@@ -59,26 +56,6 @@ class Pending:
     # can be re-sent to the new master.
     retry_write: bool = False
     deferred: bool = False  # a write held while a failover completes
-
-
-class _Metric:
-    """Cached labelled children: labels() per command would cost more than the forwarding."""
-
-    commands: ClassVar[dict[tuple[str, str], Counter]] = {}
-    latency: ClassVar[dict[str, Histogram]] = {}
-
-    @classmethod
-    def count(cls, route: str, result: str, seconds: float | None) -> None:
-        key = (route, result)
-        counter = cls.commands.get(key)
-        if counter is None:
-            counter = cls.commands[key] = metrics.COMMANDS.labels(route, result)
-        counter.inc()
-        if seconds is not None:
-            histogram = cls.latency.get(route)
-            if histogram is None:
-                histogram = cls.latency[route] = metrics.LATENCY.labels(route)
-            histogram.observe(seconds)
 
 
 class Session:
@@ -434,7 +411,7 @@ class Session:
 
     def _answer(self, reply: bytes, route: str = "local") -> None:
         self._enqueue(Pending(None, reply, None, Action.MASTER, True, time.perf_counter()))
-        _Metric.count(route, "error" if reply[:1] == b"-" else "ok", None)
+        metrics.COMMAND_STATS.record(route, "error" if reply[:1] == b"-" else "ok", None)
 
     def _enqueue(self, pending: Pending) -> None:
         if pending.upstream is not None:
@@ -529,7 +506,7 @@ class Session:
             return
         route = "local" if upstream is None else upstream.node.role.value
         result = "error" if reply[:1] == b"-" else "ok"
-        _Metric.count(route, result, time.perf_counter() - pending.started)
+        metrics.COMMAND_STATS.record(route, result, time.perf_counter() - pending.started)
 
     # -- the slow path: one head-of-line command that needs to wait -----------------------
 
@@ -582,6 +559,13 @@ class Session:
             return await self._retry(pending, exclude=node)
         if not pending.forward:
             return b""
+        if not upstream.connected:
+            if node.role is Role.MASTER:
+                node.up = False  # fail the next commands fast; the health check confirms
+            return error_reply(
+                f"MASTERDOWN ambassador: {node.role} {node.address} is unavailable "
+                f"({upstream.error})"
+            )
         log.warning(
             "upstream lost with a command in flight",
             extra={"node": str(node.address), "reason": upstream.error},

@@ -34,6 +34,7 @@ class Upstream(asyncio.Protocol):
         self._scanner = ReplyScanner()
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
+        self.connected = False  # ever: a command on a never-connected upstream did not run
         self.error = ""
         # Called on every event (connected, data, closed): the owning session's reply pump.
         self.listener: Callable[[], None] | None = None
@@ -49,6 +50,7 @@ class Upstream(asyncio.Protocol):
             transport.close()
             return
         self._transport = transport
+        self.connected = True
         if self._outbox:
             transport.write(b"".join(self._outbox))
             self._outbox.clear()

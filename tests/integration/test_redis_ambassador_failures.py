@@ -97,7 +97,7 @@ def test_master_down_without_sentinel(
     redis_set.master.client().execute_command("WAIT", 2, 2000)
     redis_set.master.stop()
     deadline = time.monotonic() + 10
-    while replica_first.http("/ready")[0] != 503:
+    while replica_first.http("/ready")[0] != 503 or master_only.http("/ready")[0] != 503:
         assert time.monotonic() < deadline, "never noticed the master was down"
         time.sleep(0.05)
 
