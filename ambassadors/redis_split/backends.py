@@ -38,7 +38,9 @@ class Node:
         self.address = address
         self.generation = 0
         self._config = config
-        self.control = ControlClient(address, timeout=max(config.connect_timeout, 1.0))
+        self.control = ControlClient(
+            address, max(config.connect_timeout, 1.0), config.upstream_password
+        )
         self.control_lock = asyncio.Lock()
         self.up = False  # answers health checks
         self.eligible = False  # replica: passes the lag gate; master: up and writable
@@ -62,7 +64,7 @@ class Node:
         self.address = address
         self.generation += 1
         self.control.close()
-        self.control = ControlClient(address, timeout=self.control.timeout)
+        self.control = ControlClient(address, self.control.timeout, self._config.upstream_password)
         self.up = self.eligible = False
         self.drop_idle()
 
