@@ -41,7 +41,9 @@ class Command:
 
 
 def _parse_length(buf: bytes | bytearray, start: int, eol: int, what: str) -> int:
-    raw = bytes(buf[start:eol])
+    raw = buf[start:eol]
+    if raw.isdigit() and eol - start <= 12:
+        return int(raw)  # the common case, checked first
     # int() accepts "+1", " 1" and "1_0"; Redis does not, and neither do we.
     if not raw or not (raw.isdigit() or (raw[:1] == b"-" and raw[1:].isdigit())):
         raise ProtocolError(f"Protocol error: invalid {what} length")
