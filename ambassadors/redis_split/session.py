@@ -33,6 +33,8 @@ log = logging.getLogger("redis_ambassador.session")
 
 _MAX_IN_FLIGHT = 4096  # commands awaiting replies before we stop reading from the client
 _OUT_FLUSH = 256 * 1024
+# A reply with this much already buffered and still incomplete is streamed to the client.
+_STREAM_AT = 512 * 1024
 _RETRIES = 2
 # The order connection state is replayed in on a new node: credentials first.
 _PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo", "select")
@@ -438,7 +440,21 @@ class Session:
                 reply = pending.literal
             else:
                 try:
+                    if upstream.streaming:
+                        if not self._stream(pending, upstream):
+                            break
+                        continue
                     found = upstream.try_reply()
+                    if (
+                        found is None
+                        and pending.forward
+                        and upstream.buffered >= _STREAM_AT
+                        and upstream.head_kind not in b"->"
+                    ):
+                        # Incomplete and large: everything buffered belongs to this reply.
+                        if not self._stream(pending, upstream):
+                            break
+                        continue
                 except UpstreamProtocolError as exc:
                     upstream.abort(str(exc))
                     found = None
@@ -458,6 +474,8 @@ class Session:
             self._account(pending, reply)
             if pending.forward:
                 self._emit(reply)
+        if self._finished:
+            return
         self._flush()
         if queue:
             return
@@ -472,6 +490,27 @@ class Session:
                 self._process()
         elif self._closing:
             self._finish()
+
+    def _stream(self, pending: Pending, upstream: Upstream) -> bool:
+        """Pass a large head-of-line reply on as it arrives instead of holding it whole.
+        True when it is complete (and accounted for)."""
+        chunk, complete = upstream.stream_chunk()
+        if chunk:
+            self._emit(chunk)
+            self._flush()
+        if not complete:
+            if upstream.closed:
+                # Part of the reply is already with the client: no way to retry or to resync
+                # the client's protocol stream. Close it.
+                log.warning(
+                    "upstream lost in the middle of a reply",
+                    extra={"node": str(upstream.node.address)},
+                )
+                self._finish()
+            return False
+        self._queue.popleft()
+        self._account(pending, b"+")
+        return True
 
     def _special_error(self, pending: Pending, reply: bytes) -> bool:
         upstream = pending.upstream

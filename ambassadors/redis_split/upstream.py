@@ -136,6 +136,33 @@ class Upstream(asyncio.Protocol):
             self._pos = end
         return reply
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet handed out (part of the reply being waited for)."""
+        return len(self._buf) - self._pos
+
+    @property
+    def head_kind(self) -> int:
+        """The type byte of the reply being waited for (0 when nothing is buffered)."""
+        return self._buf[self._pos] if self._pos < len(self._buf) else 0
+
+    @property
+    def streaming(self) -> bool:
+        return self._scanner.streaming
+
+    def stream_chunk(self) -> tuple[bytes, bool]:
+        """The next part of a large reply, as far as it has arrived; True once it is complete.
+        What is handed out is dropped, so a large value never sits here whole."""
+        end, complete = self._scanner.advance(self._buf, self._pos)
+        chunk = bytes(self._buf[self._pos : end])
+        if end == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        else:
+            del self._buf[:end]
+            self._pos = 0
+        return chunk, complete
+
     def take_buffered(self) -> bytes:
         """Everything received but not yet handed out (when switching to pass-through)."""
         data = bytes(self._buf[self._pos :])
