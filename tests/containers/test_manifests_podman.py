@@ -340,7 +340,12 @@ def test_metrics_pod_exposes_the_apps_statsd_as_prometheus_series(podman: Podman
     wait_for("the app's requests to be counted", counted, 30, lambda: scraped() + logs())
     text = scraped()
     assert _series(text, "demo_http_request_duration_seconds_count") == [("", requests_made)]
-    assert _series(text, "demo_queue_depth"), "the app's gauge is missing"
+
+    # The app reports its gauge every 5 s (the first one may precede the adapter's start).
+    def gauge_arrived() -> bool:
+        return bool(_series(scraped(), "demo_queue_depth"))
+
+    wait_for("the app's gauge", gauge_arrived, 20, lambda: scraped() + logs())
     # jmx.yml points at a Jolokia on 127.0.0.1:8778; this demo app is no JVM, so the JMX source
     # reports the failed scrape and the rest of /metrics is unaffected (checked above).
     assert _series(text, "jmx_scrape_error") == [("", 1.0)]
