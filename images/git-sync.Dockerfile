@@ -19,7 +19,14 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini git openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/podpatterns /opt/podpatterns
+# /git owned by the service user: a fresh named volume mounted here inherits this ownership, so
+# `--root=/git` works without an init container (in Kubernetes, fsGroup does the same).
+# A passwd entry for uid 65533 (ssh refuses to run for a uid it cannot look up), as upstream.
+RUN groupadd -g 65533 git-sync \
+ && useradd -u 65533 -g 65533 -d /tmp -s /usr/sbin/nologin -M git-sync \
+ && mkdir -p /git && chown 65533:65533 /git
 ENV PATH=/opt/podpatterns/bin:$PATH \
+    HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 ARG VERSION=0.1.0

@@ -27,5 +27,7 @@ LABEL org.opencontainers.image.title="podpatterns metrics-adapter" \
       org.opencontainers.image.source="https://github.com/podpatterns/podpatterns" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
+# StatsD (UDP and TCP) in, /metrics out: statsd_exporter's default ports.
+EXPOSE 9125/udp 9125/tcp 9102/tcp
 USER 65532:65532
 ENTRYPOINT ["/usr/bin/tini", "--", "/opt/podpatterns/bin/metrics-adapter"]

@@ -14,5 +14,7 @@ pytest_plugins = [
     "tests.fixtures.git_remote",
     "tests.fixtures.redis_nodes",
     "tests.fixtures.docker_images",
+    "tests.fixtures.jvm",
+    "tests.fixtures.nginx",
     "tests.fixtures.podman",
 ]

@@ -1,0 +1,273 @@
+"""RESP framing: where commands and replies begin and end.
+
+The proxy forwards bytes; it never needs the payload as Python objects. The scanners here only
+find frame boundaries (jumping over bulk payloads by their declared length) and pick out the
+command name and a few short leading arguments that routing needs. Both scanners are resumable:
+when a frame is incomplete they remember how far they got, so a large frame arriving in many
+chunks is scanned once, not once per chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Redis's own limits (proto-max-bulk-len, the multibulk cap, PROTO_INLINE_MAX_SIZE): a client
+# cannot make us hold more than a real Redis would accept.
+MAX_BULK = 512 * 1024 * 1024
+MAX_MULTIBULK = 1024 * 1024
+MAX_INLINE = 64 * 1024
+# Routing looks at the name and a few options (SCRIPT LOAD, XREAD ... BLOCK, CLIENT SETNAME);
+# arguments beyond these or longer than this are skipped, never copied.
+PEEK_ARGS = 8
+PEEK_LEN = 64
+# Nesting/element cap for replies from upstream: a broken upstream must not make us loop forever.
+MAX_REPLY_ELEMENTS = 1 << 31
+
+
+class ProtocolError(Exception):
+    """The client sent something that is not RESP; the reply is a RESP error, then close."""
+
+
+@dataclass(slots=True, frozen=True)
+class Command:
+    """One request frame: ``data[start:end]`` in the scanned buffer."""
+
+    start: int
+    end: int
+    name: bytes  # lower-case
+    args: tuple[bytes, ...]  # the first PEEK_ARGS short arguments after the name, as sent
+    argc: int  # number of arguments including the name
+    inline: bool
+
+
+def _parse_length(buf: bytes | bytearray, start: int, eol: int, what: str) -> int:
+    raw = bytes(buf[start:eol])
+    # int() accepts "+1", " 1" and "1_0"; Redis does not, and neither do we.
+    if not raw or not (raw.isdigit() or (raw[:1] == b"-" and raw[1:].isdigit())):
+        raise ProtocolError(f"Protocol error: invalid {what} length")
+    if len(raw) > 12:
+        raise ProtocolError(f"Protocol error: invalid {what} length")
+    return int(raw)
+
+
+class RequestScanner:
+    """Scans client requests: RESP multibulk arrays of bulk strings, or inline commands."""
+
+    __slots__ = ("_argc", "_args", "_left", "_name", "_pos", "_start")
+
+    def __init__(self) -> None:
+        self._start = -1  # start of the frame in progress, -1 when between frames
+        self._pos = 0
+        self._left = 0
+        self._argc = 0
+        self._name = b""
+        self._args: list[bytes] = []
+
+    def rebase(self, consumed: int) -> None:
+        """The caller dropped ``consumed`` bytes from the front of its buffer."""
+        if self._start >= 0:
+            self._start -= consumed
+            self._pos -= consumed
+
+    def scan(self, buf: bytes | bytearray, pos: int) -> Command | None:
+        """The next complete command at or after ``pos``, or None when more bytes are needed.
+
+        ``pos`` is ignored while a frame is in progress (its position is remembered)."""
+        if self._start < 0:
+            # Blank lines between commands are ignored by Redis (no reply); so here.
+            n = len(buf)
+            while pos < n and buf[pos] in (13, 10):
+                pos += 1
+            if pos >= n:
+                return None
+            if buf[pos] != 42:  # not '*': an inline command
+                return self._scan_inline(buf, pos)
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                if n - pos > MAX_INLINE:
+                    raise ProtocolError("Protocol error: too big mbulk count string")
+                return None
+            count = _parse_length(buf, pos + 1, eol, "multibulk")
+            if count > MAX_MULTIBULK:
+                raise ProtocolError("Protocol error: invalid multibulk length")
+            if count <= 0:
+                # "*0\r\n" and "*-1\r\n" are silently skipped by Redis: consume, no reply.
+                self._start = -1
+                return self.scan(buf, eol + 2)
+            self._start = pos
+            self._pos = eol + 2
+            self._left = count
+            self._argc = count
+            self._name = b""
+            self._args = []
+        return self._scan_bulks(buf)
+
+    def _scan_bulks(self, buf: bytes | bytearray) -> Command | None:
+        n = len(buf)
+        pos = self._pos
+        while self._left:
+            if pos >= n:
+                self._pos = pos
+                return None
+            if buf[pos] != 36:  # '$'
+                raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[pos])}'")
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                if n - pos > 32:
+                    raise ProtocolError("Protocol error: invalid bulk length")
+                self._pos = pos
+                return None
+            length = _parse_length(buf, pos + 1, eol, "bulk")
+            if length < 0 or length > MAX_BULK:
+                raise ProtocolError("Protocol error: invalid bulk length")
+            end = eol + 2 + length
+            if end + 2 > n:
+                self._pos = pos
+                return None
+            if buf[end] != 13 or buf[end + 1] != 10:
+                raise ProtocolError("Protocol error: bulk not terminated by CRLF")
+            if not self._name:
+                self._name = bytes(buf[eol + 2 : end]).lower() or b"\x00"
+            elif len(self._args) < PEEK_ARGS and length <= PEEK_LEN:
+                self._args.append(bytes(buf[eol + 2 : end]))
+            elif len(self._args) < PEEK_ARGS:
+                # Keep positions meaningful: a long argument is represented, not copied.
+                self._args.append(b"")
+            pos = end + 2
+            self._left -= 1
+        command = Command(
+            start=self._start,
+            end=pos,
+            name=self._name,
+            args=tuple(self._args),
+            argc=self._argc,
+            inline=False,
+        )
+        self._start = -1
+        return command
+
+    def _scan_inline(self, buf: bytes | bytearray, pos: int) -> Command | None:
+        eol = buf.find(b"\n", pos)
+        if eol < 0:
+            if len(buf) - pos > MAX_INLINE:
+                raise ProtocolError("Protocol error: too big inline request")
+            return None
+        if eol - pos > MAX_INLINE:
+            raise ProtocolError("Protocol error: too big inline request")
+        line = bytes(buf[pos:eol]).rstrip(b"\r")
+        if b'"' in line or b"'" in line:
+            # Quoted inline arguments need Redis's full sdssplitargs rules; a proxy that only
+            # routes can refuse them rather than guess (redis-cli never sends inline).
+            raise ProtocolError("Protocol error: quoted inline commands are not supported")
+        words = line.split()
+        if not words:
+            self._start = -1
+            return self.scan(buf, eol + 1)
+        return Command(
+            start=pos,
+            end=eol + 1,
+            name=words[0].lower(),
+            args=tuple(w for w in words[1 : 1 + PEEK_ARGS]),
+            argc=len(words),
+            inline=True,
+        )
+
+
+# Reply type bytes (RESP2 + RESP3).
+_LINE_TYPES = frozenset(b"+-:_,#(")
+_BULK_TYPES = frozenset(b"$!=")
+_ARRAY_TYPES = frozenset(b"*~>")
+_MAP_TYPES = frozenset(b"%|")
+PUSH = 62  # '>'
+ATTRIBUTE = 124  # '|'
+
+
+class UpstreamProtocolError(Exception):
+    """An upstream sent bytes that are not a RESP reply: the connection is unusable."""
+
+
+class ReplyScanner:
+    """Finds where the next complete reply ends. Resumable across partial reads."""
+
+    __slots__ = ("_left", "_pos", "_start")
+
+    def __init__(self) -> None:
+        self._start = -1
+        self._pos = 0
+        self._left = 0
+
+    def rebase(self, consumed: int) -> None:
+        if self._start >= 0:
+            self._start -= consumed
+            self._pos -= consumed
+
+    def scan(self, buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+        """``(start, end)`` of the next complete reply, or None when more bytes are needed.
+
+        A RESP3 attribute (``|``) is returned together with the reply it annotates."""
+        if self._start < 0:
+            self._start = pos
+            self._pos = pos
+            self._left = 1
+        n = len(buf)
+        pos = self._pos
+        left = self._left
+        try:
+            while left:
+                if pos >= n:
+                    return None
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    return None
+                kind = buf[pos]
+                if kind in _LINE_TYPES:
+                    pos = eol + 2
+                    left -= 1
+                elif kind in _BULK_TYPES:
+                    length = int(buf[pos + 1 : eol])
+                    if length < 0:
+                        pos = eol + 2
+                    else:
+                        end = eol + 2 + length + 2
+                        if end > n:
+                            return None
+                        pos = end
+                    left -= 1
+                elif kind in _ARRAY_TYPES:
+                    count = int(buf[pos + 1 : eol])
+                    pos = eol + 2
+                    left += max(count, 0) - 1
+                elif kind in _MAP_TYPES:
+                    count = int(buf[pos + 1 : eol])
+                    pos = eol + 2
+                    # An attribute is followed by the value it describes: count it too.
+                    left += 2 * max(count, 0) - (1 if kind != ATTRIBUTE else 0)
+                else:
+                    raise UpstreamProtocolError(f"unexpected reply type byte {kind!r}")
+                if left > MAX_REPLY_ELEMENTS:
+                    raise UpstreamProtocolError("reply too large")
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
+        finally:
+            self._pos = pos
+            self._left = left
+        start = self._start
+        self._start = -1
+        return start, pos
+
+
+def error_reply(message: str) -> bytes:
+    """A RESP error line; newlines would break framing, so they become spaces."""
+    clean = message.replace("\r", " ").replace("\n", " ")
+    if not clean.split(" ", 1)[0].isupper():
+        clean = "ERR " + clean
+    return b"-" + clean.encode() + b"\r\n"
+
+
+def encode_command(*args: bytes | str | int) -> bytes:
+    """A RESP multibulk request, for the ambassador's own control commands."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        raw = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(parts)

@@ -1,0 +1,772 @@
+"""One client connection: its commands routed to nodes, its replies returned in request order,
+and all of its connection state (database, auth, protocol, name, MULTI/WATCH, subscriptions,
+read-your-writes) in one place.
+
+Each session leases its own upstream connections (one per node it touches), so per-connection
+state on the Redis side is simply this client's state, replayed when a new node is touched.
+
+The hot path is synchronous and callback-driven: client bytes are scanned and written to
+upstreams in ``feed``; replies are matched to the oldest outstanding command and written back in
+the upstream's data callback (``_drain``). Only the rare cases that must wait (re-sending a read
+after a node was lost, NOSCRIPT/READONLY recovery, a script broadcast, a failover hold) leave the
+fast path, one at a time, through ``_slow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from prometheus_client import Counter, Histogram
+
+from . import metrics
+from .backends import Backends, Node, Role
+from .config import Config, ReadPolicy
+from .resp import Command, ProtocolError, RequestScanner, UpstreamProtocolError, error_reply
+from .router import Action, classify
+from .upstream import Upstream
+
+log = logging.getLogger("redis_ambassador.session")
+
+_MAX_IN_FLIGHT = 4096  # commands awaiting replies before we stop reading from the client
+_OUT_FLUSH = 256 * 1024
+_RETRIES = 2
+# The order connection state is replayed in on a new node: credentials first.
+_PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo", "select")
+_OK = b"+OK\r\n"
+_LOST = (ConnectionError, OSError, TimeoutError, UpstreamProtocolError)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A command sent (or answered locally) whose reply the client has not received yet."""
+
+    upstream: Upstream | None  # None: ``literal`` is the reply (or ``frame`` must be re-sent)
+    literal: bytes
+    frame: bytes | None  # reads (re-sendable elsewhere) and plain writes (READONLY recovery)
+    action: Action
+    forward: bool  # False: a mirrored state command on a secondary connection; reply dropped
+    started: float
+    before: asyncio.Task[None] | None = None
+    write: bool = False
+    # A plain write outside MULTI/WATCH: on -READONLY it did not run, so after a failover it
+    # can be re-sent to the new master.
+    retry_write: bool = False
+    deferred: bool = False  # a write held while a failover completes
+
+
+class _Metric:
+    """Cached labelled children: labels() per command would cost more than the forwarding."""
+
+    commands: ClassVar[dict[tuple[str, str], Counter]] = {}
+    latency: ClassVar[dict[str, Histogram]] = {}
+
+    @classmethod
+    def count(cls, route: str, result: str, seconds: float | None) -> None:
+        key = (route, result)
+        counter = cls.commands.get(key)
+        if counter is None:
+            counter = cls.commands[key] = metrics.COMMANDS.labels(route, result)
+        counter.inc()
+        if seconds is not None:
+            histogram = cls.latency.get(route)
+            if histogram is None:
+                histogram = cls.latency[route] = metrics.LATENCY.labels(route)
+            histogram.observe(seconds)
+
+
+class Session:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        backends: Backends,
+        config: Config,
+        on_finished: Callable[[Session], None],
+    ) -> None:
+        self._transport = transport
+        self._backends = backends
+        self._config = config
+        self._on_finished = on_finished
+        self._buf = bytearray()
+        self._scanner = RequestScanner()
+        self._conns: dict[Node, Upstream] = {}
+        self._retired: list[Upstream] = []
+        self._prelude: dict[str, bytes] = {}
+        self._in_multi = False
+        self._watching = False
+        self._dirty = False  # upstream connections carry state another client must not inherit
+        self._scan_node: Node | None = None
+        # read-your-writes
+        self._pending_writes = 0
+        self._last_write_ack = 0.0
+        self._wrote = False
+        self._need_offset: int | None = None
+        # reply pipeline
+        self._queue: deque[Pending] = deque()
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._slow_task: asyncio.Task[None] | None = None
+        self._blocked = False  # dispatch nothing more until every reply is delivered
+        self._closing = False  # no more commands: deliver what is owed, then close
+        self._client_gone = False
+        self._reading_paused = False
+        self._pipe_pending: Upstream | None = None
+        self._pipe: Upstream | None = None
+        self._finished = False
+        self.last_active = time.monotonic()
+        self.closing_since: float | None = None
+
+    # -- client side (called by the server's protocol) ------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        if self._pipe is not None:
+            with contextlib.suppress(ConnectionError):
+                self._pipe.send(data)
+            return
+        if self._closing:
+            return
+        self._buf += data
+        self._process()
+
+    def client_eof(self) -> None:
+        """The client half-closed: answer what it sent, then close."""
+        self._begin_closing()
+        self._drain()
+
+    def client_lost(self) -> None:
+        self._client_gone = True
+        self._begin_closing()
+        if self._pipe is not None:
+            self._finish()
+        else:
+            self._drain()
+
+    def stop(self) -> None:
+        """Graceful shutdown: read no more commands; replies in flight are still delivered."""
+        self._begin_closing()
+        self._pause_client()
+        if self._pipe is not None:
+            self._finish()
+        else:
+            self._drain()
+
+    def pause_writing(self) -> None:
+        """The client reads slower than nodes answer: stop reading from the nodes."""
+        for upstream in self._conns.values():
+            upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        for upstream in self._conns.values():
+            upstream.resume_reading()
+
+    def check_deadlines(self, now: float) -> None:
+        """Called periodically by the server: reply deadlines, idle clients, stuck closes."""
+        if self._finished:
+            return
+        if self._queue and self._slow_task is None:
+            head = self._queue[0]
+            upstream = head.upstream
+            timeout = self._config.upstream_timeout
+            no_deadline = head.action is Action.BLOCKING or head.action is Action.EXEC
+            if (
+                upstream is not None
+                and not no_deadline
+                and timeout > 0
+                and time.perf_counter() - head.started > timeout
+            ):
+                upstream.abort(f"no reply from {upstream.node.address} within {timeout}s")
+        idle = self._config.client_idle_timeout
+        if idle > 0 and not self._queue and self._pipe is None and now - self.last_active > idle:
+            self._begin_closing()
+            self._drain()
+        if self.closing_since is not None and now - self.closing_since > max(
+            self._config.shutdown_grace, 1.0
+        ):
+            self._finish()  # e.g. a client that left during BLPOP 0
+
+    # -- routing --------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        touched: dict[Upstream, list[bytes]] = {}
+        buf = self._buf
+        pos = 0
+        try:
+            while not self._closing and not self._blocked:
+                command = self._scanner.scan(buf, pos)
+                if command is None:
+                    break
+                pos = command.end
+                self._dispatch(command, bytes(buf[command.start : pos]), touched)
+        except ProtocolError as exc:
+            metrics.REJECTED_CLIENTS.labels("protocol").inc()
+            log.info("protocol error, closing client", extra={"reason": str(exc)})
+            self._answer(error_reply(str(exc)))
+            self._begin_closing()
+        finally:
+            for upstream, parts in touched.items():
+                with contextlib.suppress(ConnectionError):
+                    upstream.send(b"".join(parts) if len(parts) > 1 else parts[0])
+        if pos:
+            del buf[:pos]
+            self._scanner.rebase(pos)
+        if len(self._queue) > _MAX_IN_FLIGHT or self._blocked:
+            self._pause_client()
+        self._drain()
+
+    def _dispatch(
+        self, command: Command, frame: bytes, touched: dict[Upstream, list[bytes]]
+    ) -> None:
+        action = classify(command, self._backends.table)
+        if self._in_multi or self._watching:
+            self._dispatch_transaction(action, frame, touched)
+            return
+        if action is Action.READ or action is Action.SCAN:
+            node = self._pick_scan_node() if action is Action.SCAN else self._pick_reader()
+            if node is None:
+                self._answer(error_reply(self._no_reader_message()), route="error")
+                return
+            self._send(node, frame, action, touched, keep_frame=True)
+        elif action is Action.QUIT:
+            self._answer(_OK)
+            self._begin_closing()
+        elif action is Action.SUBSCRIBE:
+            self._enter_pipe(frame, touched)
+        elif action is Action.STATE or action is Action.RESET:
+            self._dispatch_state(command, action, frame, touched)
+        elif action is Action.BROADCAST:
+            flush = command.args[:1] != () and command.args[0].lower() == b"flush"
+            task = asyncio.get_running_loop().create_task(self._backends.broadcast(frame, flush))
+            self._send_master(frame, action, touched, before=task)
+        else:
+            if action is Action.MULTI:
+                self._in_multi = True
+            elif action is Action.WATCH:
+                self._watching = True
+            if command.name == b"client":
+                self._dirty = True  # CLIENT TRACKING/REPLY/... change the connection
+            self._send_master(frame, action, touched)
+
+    def _dispatch_transaction(
+        self, action: Action, frame: bytes, touched: dict[Upstream, list[bytes]]
+    ) -> None:
+        """Inside MULTI or after WATCH everything goes to the master connection, in order."""
+        if action is Action.EXEC:
+            self._in_multi = self._watching = False
+        elif action is Action.UNWATCH and not self._in_multi:
+            self._watching = False
+        elif action is Action.MULTI:
+            self._in_multi = True
+        elif action is Action.RESET:
+            self._in_multi = self._watching = False
+            self._prelude.clear()
+        elif action is Action.QUIT:
+            self._answer(_OK)
+            self._begin_closing()
+            return
+        send_as: Action
+        if action is Action.EXEC or action is Action.BLOCKING:
+            send_as = action
+        else:
+            send_as = Action.MASTER if action is Action.READ else Action.WRITE
+        self._send_master(frame, send_as, touched, in_transaction=True)
+
+    def _dispatch_state(
+        self, command: Command, action: Action, frame: bytes, touched: dict[Upstream, list[bytes]]
+    ) -> None:
+        """SELECT/AUTH/HELLO/CLIENT SETNAME/RESET: the master's reply goes to the client, the
+        same command is applied to this session's other connections and remembered for the
+        nodes it touches later."""
+        self._dirty = True
+        if action is Action.RESET:
+            self._prelude.clear()
+            self._in_multi = self._watching = False
+        else:
+            key = command.name.decode()
+            if command.name == b"client":
+                key = command.args[0].lower().decode() if command.args else "client"
+            self._prelude[key] = frame
+        master = self._backends.master
+        replier = master
+        if not master.up and master not in self._conns:
+            # Master down: the state still matters for reads on replicas; one of them answers.
+            replier = self._backends.pick_reader(self._config.read_policy) or master
+        if replier is master:
+            self._send_master(frame, Action.MASTER, touched)
+        else:
+            self._send(replier, frame, Action.MASTER, touched)
+        for node, upstream in list(self._conns.items()):
+            if node is replier or upstream.stale:
+                continue
+            touched.setdefault(upstream, []).append(frame)
+            self._enqueue(Pending(upstream, b"", None, Action.STATE, False, time.perf_counter()))
+
+    def _pick_reader(self) -> Node | None:
+        backends = self._backends
+        policy = self._config.read_policy
+        if self._config.read_your_writes and self._wrote:
+            master_up = backends.master.up
+            if self._pending_writes:
+                if master_up:
+                    return backends.master
+            elif self._config.read_your_writes_window > 0:
+                since = time.monotonic() - self._last_write_ack
+                if since < self._config.read_your_writes_window and master_up:
+                    return backends.master
+                if since >= self._config.read_your_writes_window:
+                    self._wrote = False
+            else:
+                if self._need_offset is None:
+                    self._need_offset = backends.master_offset_after(self._last_write_ack)
+                if self._need_offset is None:
+                    if master_up:
+                        return backends.master
+                else:
+                    node = backends.pick_reader(policy, min_offset=self._need_offset)
+                    if node is not None or not master_up:
+                        return node
+                    return backends.master
+            # Master down: read-your-writes degrades to the read policy (documented).
+        return backends.pick_reader(policy)
+
+    def _pick_scan_node(self) -> Node | None:
+        node = self._scan_node
+        if node is None or not (node.eligible or (node.role is Role.MASTER and node.up)):
+            node = self._scan_node = self._pick_reader()
+        return node
+
+    def _no_reader_message(self) -> str:
+        policy = self._config.read_policy
+        if policy is ReadPolicy.MASTER or policy is ReadPolicy.PREFER_MASTER:
+            return f"MASTERDOWN ambassador: master {self._backends.master.address} is unavailable"
+        return f"ERR ambassador: no healthy replica for a read under read policy {policy}"
+
+    def _send_master(
+        self,
+        frame: bytes,
+        action: Action,
+        touched: dict[Upstream, list[bytes]],
+        before: asyncio.Task[None] | None = None,
+        in_transaction: bool = False,
+    ) -> None:
+        backends = self._backends
+        if backends.promotion_seen and action is Action.WRITE and not in_transaction:
+            # A failover is under way: a write sent to the old master now would be lost when
+            # Sentinel demotes it. Hold it (and everything after it) until the switch.
+            self._enqueue(
+                Pending(None, b"", frame, action, True, time.perf_counter(), deferred=True)
+            )
+            self._blocked = True
+            return
+        master = backends.master
+        if not master.up and master not in self._conns:
+            self._answer(
+                error_reply(f"MASTERDOWN ambassador: master {master.address} is unavailable"),
+                route="error",
+            )
+            if before is not None:
+                before.cancel()
+            return
+        self._send(master, frame, action, touched, before=before, in_transaction=in_transaction)
+
+    def _send(
+        self,
+        node: Node,
+        frame: bytes,
+        action: Action,
+        touched: dict[Upstream, list[bytes]],
+        keep_frame: bool = False,
+        before: asyncio.Task[None] | None = None,
+        in_transaction: bool = False,
+    ) -> None:
+        upstream = self._connection(node, touched)
+        touched.setdefault(upstream, []).append(frame)
+        write = node.role is Role.MASTER and action not in (
+            Action.READ,
+            Action.SCAN,
+            Action.MASTER,
+        )
+        if write:
+            self._pending_writes += 1
+            self._wrote = True
+            self._need_offset = None
+        retry_write = action is Action.WRITE and not in_transaction
+        self._enqueue(
+            Pending(
+                upstream,
+                b"",
+                frame if keep_frame or retry_write else None,
+                action,
+                True,
+                time.perf_counter(),
+                before=before,
+                write=write,
+                retry_write=retry_write,
+            )
+        )
+
+    def _connection(self, node: Node, touched: dict[Upstream, list[bytes]]) -> Upstream:
+        upstream = self._conns.get(node)
+        if upstream is not None and not upstream.stale:
+            return upstream
+        if upstream is not None:
+            # Replies still owed on the old connection are read by the pump; it is closed
+            # when the session ends.
+            del self._conns[node]
+            self._retired.append(upstream)
+        upstream = node.lease()
+        upstream.listener = self._drain
+        self._conns[node] = upstream
+        for key in (*_PRELUDE_ORDER, *sorted(set(self._prelude) - set(_PRELUDE_ORDER))):
+            frame = self._prelude.get(key)
+            if frame is not None:
+                touched.setdefault(upstream, []).append(frame)
+                self._enqueue(
+                    Pending(upstream, b"", None, Action.STATE, False, time.perf_counter())
+                )
+        return upstream
+
+    def _answer(self, reply: bytes, route: str = "local") -> None:
+        self._enqueue(Pending(None, reply, None, Action.MASTER, True, time.perf_counter()))
+        _Metric.count(route, "error" if reply[:1] == b"-" else "ok", None)
+
+    def _enqueue(self, pending: Pending) -> None:
+        if pending.upstream is not None:
+            pending.upstream.node.outstanding += 1  # undone in _account or when re-routed
+        self._queue.append(pending)
+
+    # -- replies, in order ----------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Deliver every reply that is ready, oldest command first; never waits."""
+        if self._slow_task is not None or self._finished:
+            return
+        queue = self._queue
+        while queue:
+            pending = queue[0]
+            if pending.before is not None and not pending.before.done():
+                self._slow(pending, None)
+                break
+            upstream = pending.upstream
+            if upstream is None:
+                if pending.frame is not None:
+                    self._slow(pending, None)  # re-route a read / a held write
+                    break
+                reply = pending.literal
+            else:
+                try:
+                    found = upstream.try_reply()
+                except UpstreamProtocolError as exc:
+                    upstream.abort(str(exc))
+                    found = None
+                if found is None:
+                    if upstream.closed:
+                        self._slow(pending, None)
+                    break
+                reply = found
+                if pending.forward:
+                    if reply[:1] == b">":
+                        self._emit(reply)  # RESP3 push (e.g. tracking): pass through
+                        continue
+                    if reply[:1] == b"-" and self._special_error(pending, reply):
+                        self._slow(pending, reply)
+                        break
+            queue.popleft()
+            self._account(pending, reply)
+            if pending.forward:
+                self._emit(reply)
+        self._flush()
+        if queue:
+            return
+        if self._reading_paused and not self._closing:
+            self._resume_client()
+        if self._pipe_pending is not None:
+            self._start_pipe()
+        elif self._blocked:
+            self._blocked = False
+            self._resume_client()
+            if self._buf:
+                self._process()
+        elif self._closing:
+            self._finish()
+
+    def _special_error(self, pending: Pending, reply: bytes) -> bool:
+        upstream = pending.upstream
+        assert upstream is not None
+        if reply.startswith(b"-NOSCRIPT"):
+            return upstream.node.role is Role.REPLICA and pending.action is Action.READ
+        if reply.startswith(b"-READONLY"):
+            return upstream.node.role is Role.MASTER
+        return False
+
+    def _emit(self, reply: bytes) -> None:
+        self._out.append(reply)
+        self._out_size += len(reply)
+        if self._out_size >= _OUT_FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._out:
+            if not self._client_gone:
+                self._transport.write(b"".join(self._out) if len(self._out) > 1 else self._out[0])
+            self._out.clear()
+            self._out_size = 0
+
+    def _account(self, pending: Pending, reply: bytes) -> None:
+        upstream = pending.upstream
+        if upstream is not None:
+            upstream.node.outstanding -= 1
+        if pending.write:
+            self._pending_writes -= 1
+            self._last_write_ack = time.monotonic()
+        if not pending.forward:
+            return
+        route = "local" if upstream is None else upstream.node.role.value
+        result = "error" if reply[:1] == b"-" else "ok"
+        _Metric.count(route, result, time.perf_counter() - pending.started)
+
+    # -- the slow path: one head-of-line command that needs to wait -----------------------
+
+    def _slow(self, pending: Pending, error: bytes | None) -> None:
+        self._flush()
+        self._slow_task = asyncio.get_running_loop().create_task(self._slow_run(pending, error))
+
+    async def _slow_run(self, pending: Pending, error: bytes | None) -> None:
+        try:
+            reply = await self._resolve(pending, error)
+            if reply is not None and self._queue and self._queue[0] is pending:
+                self._queue.popleft()
+                self._account(pending, reply)
+                if pending.forward:
+                    self._emit(reply)
+        except Exception:
+            log.exception("slow path failed")
+            self._begin_closing()
+        finally:
+            self._slow_task = None
+            self._drain()
+
+    async def _resolve(self, pending: Pending, error: bytes | None) -> bytes | None:
+        """The reply for the head command, or None when it can now take the fast path."""
+        if pending.before is not None and not pending.before.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await pending.before
+            return None
+        if pending.deferred:
+            return await self._after_failover(pending)
+        upstream = pending.upstream
+        if upstream is None:
+            return await self._retry(pending)
+        if error is not None:
+            if error.startswith(b"-NOSCRIPT"):
+                return await self._after_noscript(pending, error)
+            return await self._after_readonly(pending, error)
+        return await self._after_lost(pending, upstream)
+
+    async def _after_lost(self, pending: Pending, upstream: Upstream) -> bytes:
+        node = upstream.node
+        upstream.close()
+        if self._conns.get(node) is upstream:
+            del self._conns[node]
+            self._retired.append(upstream)
+        if node.role is Role.REPLICA:
+            node.eligible = False  # out of rotation until the health check says otherwise
+        if pending.action in (Action.READ, Action.SCAN) and pending.frame is not None:
+            metrics.RETRIES.labels("upstream_lost").inc()
+            return await self._retry(pending, exclude=node)
+        if not pending.forward:
+            return b""
+        log.warning(
+            "upstream lost with a command in flight",
+            extra={"node": str(node.address), "reason": upstream.error},
+        )
+        return error_reply(
+            f"ERR ambassador: connection to {node.role} {node.address} lost "
+            "before the reply (the command may or may not have run)"
+        )
+
+    async def _retry(self, pending: Pending, exclude: Node | None = None) -> bytes:
+        """Re-send a read on a fresh connection to another eligible node (or the master)."""
+        assert pending.frame is not None
+        self._unlink(pending)
+        last_error = "no node available"
+        for _ in range(_RETRIES + 1):
+            node = self._backends.pick_reader(self._config.read_policy, exclude=exclude)
+            if node is None and self._backends.master.up:
+                node = self._backends.master
+            if node is None:
+                break
+            try:
+                return await self._one_shot(node, pending.frame)
+            except _LOST as exc:
+                last_error = f"{node.address}: {exc}"
+                if node.role is Role.REPLICA:
+                    node.eligible = False
+                exclude = node
+        return error_reply(f"ERR ambassador: read failed on every node ({last_error})")
+
+    def _unlink(self, pending: Pending) -> None:
+        if pending.upstream is not None:
+            pending.upstream.node.outstanding -= 1
+            pending.upstream = None
+
+    async def _one_shot(self, node: Node, frame: bytes) -> bytes:
+        """Send one command on a separate connection (with this session's state) and wait for
+        its reply; the session's own connections keep their reply order untouched."""
+        upstream = await node.connect()
+        prelude = [self._prelude[k] for k in _PRELUDE_ORDER if k in self._prelude]
+        try:
+            upstream.send(b"".join([*prelude, frame]))
+            reply = b""
+            async with asyncio.timeout(self._config.upstream_timeout):
+                for _ in range(len(prelude) + 1):
+                    found = upstream.try_reply()
+                    while found is None:
+                        await upstream.wait()
+                        found = upstream.try_reply()
+                    reply = found
+            return reply
+        finally:
+            node.release(upstream, reusable=not prelude)
+
+    async def _after_noscript(self, pending: Pending, reply: bytes) -> bytes:
+        """The script cache is per node: the replica missed a SCRIPT LOAD or the script was
+        only ever EVALed on the master. The master has it (or says so itself)."""
+        metrics.RETRIES.labels("noscript").inc()
+        assert pending.frame is not None
+        self._unlink(pending)
+        try:
+            return await self._one_shot(self._backends.master, pending.frame)
+        except _LOST:
+            return reply
+
+    async def _wait_for_switch(self) -> bool:
+        backends = self._backends
+        changed = backends.master_changed
+        try:
+            async with asyncio.timeout(2.0):
+                await changed.wait()
+                while not backends.master.up:
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _after_readonly(self, pending: Pending, reply: bytes) -> bytes:
+        """The master we wrote to is a replica now (a failover happened). With Sentinel: ask
+        it again, wait briefly for the new master, and re-send the write there; it did not
+        run on the replica, so this cannot apply it twice."""
+        backends = self._backends
+        backends.resolve_requested.set()
+        if not self._config.sentinels or not pending.retry_write or pending.frame is None:
+            return reply
+        if not await self._wait_for_switch():
+            return reply
+        metrics.RETRIES.labels("readonly").inc()
+        self._unlink(pending)
+        try:
+            return await self._one_shot(backends.master, pending.frame)
+        except _LOST:
+            return reply
+
+    async def _after_failover(self, pending: Pending) -> bytes:
+        assert pending.frame is not None
+        await self._wait_for_switch()
+        master = self._backends.master
+        if not master.up:
+            return error_reply(f"MASTERDOWN ambassador: master {master.address} is unavailable")
+        try:
+            return await self._one_shot(master, pending.frame)
+        except _LOST as exc:
+            return error_reply(f"MASTERDOWN ambassador: master {master.address}: {exc}")
+
+    # -- pass-through mode (SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, MONITOR) --------------------
+
+    def _enter_pipe(self, frame: bytes, touched: dict[Upstream, list[bytes]]) -> None:
+        """Pub/sub and MONITOR replies arrive unasked: once every earlier reply is delivered
+        the session becomes a byte pipe to its master connection."""
+        self._dirty = True
+        master = self._backends.master
+        upstream = self._connection(master, touched)
+        touched.setdefault(upstream, []).append(frame)
+        self._pipe_pending = upstream
+        self._blocked = True
+
+    def _start_pipe(self) -> None:
+        upstream = self._pipe_pending
+        assert upstream is not None
+        self._pipe_pending = None
+        self._pipe = upstream
+        self._conns = {node: up for node, up in self._conns.items() if up is not upstream}
+        leftover = upstream.take_buffered()
+        if leftover and not self._client_gone:
+            self._transport.write(leftover)
+        upstream.raw_sink = self._pipe_to_client
+        upstream.listener = self._pipe_event
+        rest = bytes(self._buf)
+        self._buf.clear()
+        self._resume_client()
+        if rest:
+            with contextlib.suppress(ConnectionError):
+                upstream.send(rest)
+        self._pipe_event()
+
+    def _pipe_to_client(self, data: bytes) -> None:
+        if not self._client_gone:
+            self._transport.write(data)
+
+    def _pipe_event(self) -> None:
+        pipe = self._pipe
+        if pipe is not None and pipe.closed:
+            self._finish()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _begin_closing(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self.closing_since = time.monotonic()
+
+    def _pause_client(self) -> None:
+        if not self._reading_paused and not self._client_gone:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_client(self) -> None:
+        if self._reading_paused and not self._client_gone:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def abort(self) -> None:
+        """Close now, whatever is still owed (shutdown grace exhausted)."""
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._flush()
+        if self._slow_task is not None:
+            self._slow_task.cancel()
+        clean = not self._dirty and not self._queue and not self._in_multi and not self._watching
+        for node, upstream in self._conns.items():
+            node.release(upstream, reusable=clean)
+        self._conns.clear()
+        for upstream in self._retired:
+            upstream.close()
+        if self._pipe is not None:
+            self._pipe.listener = None
+            self._pipe.raw_sink = None
+            self._pipe.close()
+        for pending in self._queue:
+            if pending.upstream is not None:
+                pending.upstream.node.outstanding -= 1
+        self._queue.clear()
+        self._transport.close()
+        self._on_finished(self)

@@ -1,0 +1,256 @@
+"""Failures a user would notice: a replica dying under load, the master going away and coming
+back, stale reads with a lagging replica, malformed clients, limits, SIGTERM, bad flags."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+
+from tests.fixtures.redis_nodes import (
+    REPO_ROOT,
+    AmbassadorProcess,
+    LaggingSet,
+    RedisSet,
+    ambassador_args,
+    command_calls,
+)
+
+
+@dataclass
+class LoadResult:
+    ops: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def run_load(
+    port: int, seconds: float, workers: int, during: Callable[[], None], max_ops: int = 200_000
+) -> LoadResult:
+    """``workers`` clients doing SET+GET pairs for ``seconds`` (and at most ``max_ops``);
+    ``during`` runs in the middle. Every error any client sees is recorded."""
+    result = LoadResult()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+        i = 0
+        while not stop.is_set() and result.ops < max_ops:
+            key = f"load:{n}:{i % 100}"
+            try:
+                client.set(key, i)
+                client.get(key)
+            except redis.RedisError as exc:
+                with lock:
+                    result.errors.append(f"{type(exc).__name__}: {exc}")
+            with lock:
+                result.ops += 2
+            i += 1
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds / 3)
+    during()
+    time.sleep(seconds * 2 / 3)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    return result
+
+
+def test_killing_a_replica_under_load_causes_no_client_errors(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "prefer-replica"))
+    victim, survivor = redis_set.replicas
+
+    def kill() -> None:
+        assert victim.process is not None
+        victim.process.kill()  # SIGKILL: no goodbye, connections reset
+        victim.process.wait()
+        for node in redis_set.all():
+            if node is not victim:
+                node.client().config_resetstat()
+
+    result = run_load(amb.port, seconds=3.0, workers=4, during=kill)
+    assert result.errors == []
+    assert result.ops > 500
+    assert command_calls(survivor, "get") > 0  # reads moved to the other replica
+
+
+def test_master_down_without_sentinel(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    replica_first = ambassador_factory(
+        ambassador_args(redis_set, "--read-policy", "prefer-replica")
+    )
+    master_only = ambassador_factory(ambassador_args(redis_set, "--read-policy", "master"))
+    replica_first.client().set("kept", "yes")
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    redis_set.master.stop()
+    deadline = time.monotonic() + 10
+    while replica_first.http("/ready")[0] != 503:
+        assert time.monotonic() < deadline, "never noticed the master was down"
+        time.sleep(0.05)
+
+    with pytest.raises(redis.ResponseError, match=r"master .* unavailable"):
+        replica_first.client().set("new", 1)
+    assert replica_first.client().get("kept") == b"yes"  # reads per policy: replicas serve
+    with pytest.raises(redis.ResponseError, match="unavailable"):
+        master_only.client().get("kept")
+
+    redis_set.master.start()  # same port; no persistence, so the dataset starts empty
+    for replica in redis_set.replicas:
+        replica.wait_in_sync(timeout=20)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert replica_first.client().set("new", 2)
+            break
+        except redis.ResponseError:
+            assert time.monotonic() < deadline, "writes did not recover"
+            time.sleep(0.1)
+    assert master_only.client().get("new") == b"2"
+    assert replica_first.http("/ready")[0] == 200
+
+
+def set_get_pairs(port: int, pairs: int, key: str) -> int:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    stale = 0
+    for i in range(pairs):
+        value = str(i).encode()
+        client.set(key, value)
+        if client.get(key) != value:
+            stale += 1
+    return stale
+
+
+def test_read_your_writes_gives_zero_stale_reads_with_a_lagging_replica(
+    lagging_replica_set: LaggingSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    lag = lagging_replica_set
+    base = ["--master", lag.master.address, "--replica", lag.replica.address]
+    without = ambassador_factory([*base, "--read-policy", "prefer-replica"])
+    with_ryw = ambassador_factory([*base, "--read-policy", "prefer-replica", "--read-your-writes"])
+
+    # Control: the replica really lags, so without read-your-writes a client sees stale data.
+    assert set_get_pairs(without.port, 2_000, "control") > 0
+
+    lag.replica.client().config_resetstat()
+    reader_done = threading.Event()
+    reads_elsewhere = LoadResult()
+
+    def other_reader() -> None:
+        # A client that never writes keeps reading from the replica meanwhile: the replica
+        # stays in rotation, so zero stale reads is not just "everything went to the master".
+        client = with_ryw.client()
+        while not reader_done.is_set() and reads_elsewhere.ops < 200_000:
+            client.get("control")
+            reads_elsewhere.ops += 1
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=other_reader)
+    thread.start()
+    try:
+        stale = set_get_pairs(with_ryw.port, 20_000, "ryw")
+    finally:
+        reader_done.set()
+        thread.join(timeout=30)
+    assert stale == 0
+    assert command_calls(lag.replica, "get") > 0
+
+
+def test_malformed_input_closes_only_that_client(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-your-writes"))
+    good = amb.client(single_connection_client=True)
+    good.set("still", "here")
+    for garbage in (b"*1\r\n+PING\r\n", b"*2\r\n$3\r\nGET\r\n$-7\r\n", b"*99999999999\r\n"):
+        with socket.create_connection(("127.0.0.1", amb.port), timeout=5) as bad:
+            bad.sendall(b"PING\r\n" + garbage + b"PING\r\n")
+            received = b""
+            while chunk := bad.recv(4096):
+                received += chunk
+        assert received.startswith(b"+PONG\r\n-ERR Protocol error")
+        assert received.count(b"PONG") == 1  # nothing after the error: the client is closed
+    assert good.get("still") == b"here"
+    assert amb.process.poll() is None
+
+
+def test_max_clients_limit(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--max-clients", "2"))
+    first = amb.client(single_connection_client=True)
+    second = amb.client(single_connection_client=True)
+    assert first.ping() and second.ping()
+    with pytest.raises(redis.RedisError, match="max number of clients"):
+        amb.client(single_connection_client=True).ping()
+    first.close()
+    time.sleep(0.2)
+    assert amb.client(single_connection_client=True).ping()
+
+
+def test_sigterm_delivers_in_flight_replies_then_exits_zero(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set))
+    client = amb.client(single_connection_client=True)
+    client.ping()
+    replies: list[object] = []
+    blocked = threading.Thread(target=lambda: replies.append(client.blpop(["nothing"], 1)))
+    blocked.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert amb.stop() == 0
+    blocked.join(timeout=10)
+    assert replies == [None]  # the BLPOP timed out normally: its reply was delivered
+    assert time.monotonic() - started < 5
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", amb.port), timeout=1)
+
+
+def test_app_password_never_reaches_the_log(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "-vv"))
+    secret = "hunter2-do-not-log"
+    redis_set.master.client().config_resetstat()
+    conn = redis.Connection(host="127.0.0.1", port=amb.port, socket_timeout=5)
+    conn.connect()
+    conn.send_command("AUTH", secret)
+    with pytest.raises(redis.RedisError):  # no password is configured on the nodes
+        conn.read_response()
+    conn.disconnect()
+    assert command_calls(redis_set.master, "auth") == 1  # it was passed through
+    redis.Redis(host="127.0.0.1", port=amb.port).execute_command("CLIENT", "SETNAME", "x")
+    amb.stop()
+    assert amb.log()
+    assert secret not in amb.log()
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ambassadors.redis_split", *argv],
+        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT, check=False,
+    )  # fmt: skip
+
+
+def test_unknown_flag_exits_2() -> None:
+    assert run_cli("--master", "127.0.0.1:1", "--no-such-flag").returncode == 2
+
+
+def test_config_error_exits_1_with_one_line() -> None:
+    done = run_cli("--master", "127.0.0.1:1", "--read-policy", "closest")
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0
+    assert "--read-policy" in done.stderr

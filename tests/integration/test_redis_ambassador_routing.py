@@ -1,0 +1,221 @@
+"""Where commands land: reads on replicas, writes on the master, the issue's special cases,
+the lag gate. Observed through each node's own INFO commandstats."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import redis
+
+from tests.fixtures.redis_nodes import (
+    AmbassadorProcess,
+    LaggingSet,
+    RedisSet,
+    ambassador_args,
+    command_calls,
+)
+
+LUA_GET = "return redis.call('GET', KEYS[1])"
+
+
+def reset_stats(nodes: RedisSet) -> None:
+    for node in nodes.all():
+        node.client().config_resetstat()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_prefer_replica_sends_reads_to_both_replicas_and_writes_to_the_master(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "prefer-replica"))
+    client = amb.client()
+    for i in range(200):
+        client.set(f"k{i}", i)
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    reset_stats(redis_set)
+    values = [client.get(f"k{i}") for i in range(200)]
+    assert values == [str(i).encode() for i in range(200)]
+    assert command_calls(redis_set.master, "get") == 0
+    per_replica = [command_calls(r, "get") for r in redis_set.replicas]
+    assert sum(per_replica) == 200
+    assert all(calls > 0 for calls in per_replica), per_replica
+    client.set("one-more", 1)
+    assert command_calls(redis_set.master, "set") == 1
+    assert amb.metric("redis_ambassador_commands_total", route="replica") >= 200
+
+
+def test_master_policy_keeps_reads_on_the_master(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "master"))
+    reset_stats(redis_set)
+    client = amb.client()
+    for i in range(50):
+        client.get(f"k{i}")
+    assert command_calls(redis_set.master, "get") == 50
+    assert sum(command_calls(r, "get") for r in redis_set.replicas) == 0
+
+
+def test_special_cases_land_where_the_issue_says(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    client = amb.client()
+    client.rpush("nums", 3, 1, 2)
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    reset_stats(redis_set)
+    master, replicas = redis_set.master, redis_set.replicas
+
+    def on_replicas(command: str) -> int:
+        return sum(command_calls(r, command) for r in replicas)
+
+    assert client.eval(LUA_GET, 1, "x") is None
+    assert client.execute_command("EVAL_RO", LUA_GET, 1, "x") is None
+    assert (command_calls(master, "eval"), on_replicas("eval_ro")) == (1, 1)
+    assert command_calls(master, "eval_ro") == 0
+    assert client.sort("nums") == [b"1", b"2", b"3"]
+    assert client.execute_command("SORT_RO", "nums") == [b"1", b"2", b"3"]
+    assert (command_calls(master, "sort"), on_replicas("sort_ro")) == (1, 1)
+    client.publish("ch", "m")
+    assert command_calls(master, "publish") == 1  # replicas also count it: it is replicated
+    client.execute_command("WAIT", 0, 100)
+    assert (command_calls(master, "wait"), on_replicas("wait")) == (1, 0)
+    # INFO/ROLE/CONFIG are answered by the master (the replicas would say "slave").
+    assert client.execute_command("ROLE")[0] == b"master"
+    assert client.info("replication")["role"] == "master"
+    assert client.config_get("replicaof") == {"replicaof": ""}
+    # SCRIPT LOAD reaches the master and every replica: their caches are separate.
+    sha = client.script_load(LUA_GET)
+    for node in redis_set.all():
+        assert node.client().script_exists(sha) == [True], node.address
+    client.set("x", "hello")
+    time.sleep(0.3)
+    assert client.evalsha_ro(sha, 1, "x") == b"hello"
+    client.script_flush()
+    for node in redis_set.all():
+        assert node.client().script_exists(sha) == [False], node.address
+
+
+def test_noscript_from_a_replica_is_recovered(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    sha = redis_set.master.client().script_load(LUA_GET)  # behind the ambassador's back
+    redis_set.master.client().set("x", "v")
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    client = amb.client()
+    for _ in range(10):
+        assert client.evalsha_ro(sha, 1, "x") == b"v"
+    assert amb.metric("redis_ambassador_retries_total", reason="noscript") >= 1
+
+
+def test_a_replica_that_rejoins_gets_the_loaded_scripts(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set))
+    replica = redis_set.replicas[0]
+    replica.stop()
+    sha = amb.client().script_load(LUA_GET)
+    replica.start()  # a restarted redis-server has an empty script cache
+    replica.wait_in_sync()
+    wait_for(lambda: replica.client().script_exists(sha) == [True])
+
+
+def test_scan_cursor_stays_on_one_node(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    client = amb.client()
+    keys = {f"scan:{i}".encode() for i in range(500)}
+    client.mset(dict.fromkeys(keys, 1))
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    reset_stats(redis_set)
+    seen = set(client.scan_iter(match="scan:*", count=20))
+    assert seen == keys
+    calls = [command_calls(node, "scan") for node in redis_set.all()]
+    assert sum(calls) > 5
+    assert sorted(calls)[-1] == sum(calls), calls  # every page from the same node
+
+
+def test_replica_with_broken_link_leaves_rotation_and_returns(
+    redis_set: RedisSet,
+    ambassador_factory: Callable[..., AmbassadorProcess],
+    unused_port: Callable[[], int],
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    broken, healthy = redis_set.replicas
+    broken.client().replicaof("127.0.0.1", unused_port())
+    wait_for(lambda: broken.client().info("replication")["master_link_status"] == "down")
+    time.sleep(0.5)
+    reset_stats(redis_set)
+    client = amb.client()
+    for i in range(100):
+        client.get(f"k{i}")
+    assert command_calls(broken, "get") == 0
+    assert command_calls(healthy, "get") == 100
+    broken.client().replicaof("127.0.0.1", redis_set.master.port)
+    broken.wait_in_sync()
+    time.sleep(0.5)
+    for i in range(100):
+        client.get(f"k{i}")
+    assert command_calls(broken, "get") > 0
+
+
+def test_lag_gate_takes_a_trailing_replica_out(
+    lagging_replica_set: LaggingSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    lag = lagging_replica_set
+    amb = ambassador_factory(
+        [
+            "--master", lag.master.address, "--replica", lag.replica.address,
+            "--read-policy", "prefer-replica", "--max-replica-lag", "300ms",
+        ]
+    )  # fmt: skip
+    writer = lag.master.client()
+    client = amb.client()
+    client.get("warm")
+    assert command_calls(lag.replica, "get") == 1  # 30 ms behind: inside the gate
+    lag.relay.delay = 2.0
+    deadline = time.monotonic() + 10
+    while amb.metric("redis_ambassador_upstream_up", role="replica") != 0:
+        writer.incr("ticker")
+        time.sleep(0.02)
+        assert time.monotonic() < deadline, "replica was never gated out"
+    before = command_calls(lag.replica, "get")
+    for _ in range(50):
+        client.get("ticker")
+        writer.incr("ticker")
+    assert command_calls(lag.replica, "get") == before
+    assert amb.metric("redis_ambassador_replica_lag_seconds") > 0.3
+    lag.relay.delay = 0.0
+    wait_for(lambda: amb.metric("redis_ambassador_upstream_up", role="replica") == 1, 15)
+
+
+def test_wait_goes_to_the_master_connection_that_carried_the_writes(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set))
+    client = amb.client(single_connection_client=True)
+    client.set("w", 1)
+    assert client.execute_command("WAIT", 2, 2000) == 2
+
+
+def test_select_applies_on_replicas_too(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    redis_set.master.client(db=3).set("in-db3", "three")
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    reset_stats(redis_set)
+    client = redis.Redis(host="127.0.0.1", port=amb.port, db=3)
+    assert client.get("in-db3") == b"three"
+    assert client.get("in-db3") == b"three"
+    assert sum(command_calls(r, "get") for r in redis_set.replicas) == 2

@@ -1,0 +1,200 @@
+"""The RESP scanners: command boundaries and names from any chunking, RESP2/RESP3 replies,
+malformed input refused with a protocol error, and fuzzing for crashes, hangs and memory."""
+
+from __future__ import annotations
+
+import contextlib
+import tracemalloc
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ambassadors.redis_split.resp import (
+    ProtocolError,
+    ReplyScanner,
+    RequestScanner,
+    UpstreamProtocolError,
+    encode_command,
+)
+
+
+def scan_all(data: bytes, chunks: list[int] | None = None) -> list[tuple[bytes, int, bytes]]:
+    """Feed ``data`` in chunks (sizes cycled from ``chunks``) the way the session does."""
+    scanner = RequestScanner()
+    buf = bytearray()
+    found: list[tuple[bytes, int, bytes]] = []
+    offset = 0
+    sizes = chunks or [len(data) or 1]
+    i = 0
+    pos = 0
+    while offset < len(data):
+        size = max(1, sizes[i % len(sizes)])
+        i += 1
+        buf += data[offset : offset + size]
+        offset += size
+        while (command := scanner.scan(buf, pos)) is not None:
+            found.append((command.name, command.argc, bytes(buf[command.start : command.end])))
+            pos = command.end
+        del buf[:pos]
+        scanner.rebase(pos)
+        pos = 0
+    return found
+
+
+def test_pipeline_of_multibulk_commands_is_split_at_command_boundaries() -> None:
+    data = encode_command("SET", "k", "v" * 1000) + encode_command("GET", "k")
+    data += encode_command("script", "LOAD", "return 1")
+    for chunks in ([len(data)], [1], [3, 7], [1000]):
+        found = scan_all(data, chunks)
+        assert [(name, argc) for name, argc, _ in found] == [
+            (b"set", 3),
+            (b"get", 2),
+            (b"script", 3),
+        ]
+        assert b"".join(frame for _, _, frame in found) == data
+
+
+def test_inline_commands_and_blank_lines() -> None:
+    found = scan_all(b"PING\r\n\r\nset a 1\nGET a\r\n")
+    assert [(name, argc) for name, argc, _ in found] == [(b"ping", 1), (b"set", 3), (b"get", 2)]
+
+
+def test_peeked_arguments_are_short_ones_only() -> None:
+    scanner = RequestScanner()
+    data = encode_command("XREAD", "COUNT", "2", "BLOCK", "0", "STREAMS", "s", "x" * 100)
+    command = scanner.scan(data, 0)
+    assert command is not None
+    assert command.args[:6] == (b"COUNT", b"2", b"BLOCK", b"0", b"STREAMS", b"s")
+    assert command.args[6] == b""  # long argument: position kept, bytes not copied
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*1\r\n+PING\r\n",  # not a bulk
+        b"*x\r\n",
+        b"*1\r\n$abc\r\n",
+        b"*1\r\n$-5\r\n",
+        b"*1\r\n$4\r\nPINGxx",  # bulk not terminated by CRLF
+        b"*2000000\r\n",  # above the multibulk limit
+        b'SET "quoted value"\r\n',
+    ],
+)
+def test_malformed_requests_raise_protocol_error(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        scan_all(data)
+
+
+def test_huge_declared_bulk_is_not_allocated() -> None:
+    scanner = RequestScanner()
+    tracemalloc.start()
+    try:
+        assert scanner.scan(b"*1\r\n$536870000\r\nabc", 0) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024
+
+
+def replies(data: bytes, chunk: int) -> list[bytes]:
+    scanner = ReplyScanner()
+    buf = bytearray()
+    out = []
+    for i in range(0, len(data), chunk):
+        buf += data[i : i + chunk]
+        while (found := scanner.scan(buf, 0)) is not None:
+            out.append(bytes(buf[found[0] : found[1]]))
+            del buf[: found[1]]
+    assert not buf
+    return out
+
+
+RESP3_REPLIES = [
+    b"+OK\r\n",
+    b"-ERR wrong\r\n",
+    b":42\r\n",
+    b"$5\r\nhello\r\n",
+    b"$-1\r\n",
+    b"*-1\r\n",
+    b"*0\r\n",
+    b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n",
+    b"%2\r\n+a\r\n:1\r\n+b\r\n*2\r\n_\r\n#t\r\n",
+    b"~1\r\n,1.5\r\n",
+    b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n",
+    b"|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.1\r\n*1\r\n:2\r\n",
+    b"!5\r\nERR x\r\n",
+    b"=8\r\ntxt:abcd\r\n",
+    b"(123456789012345678901234567890\r\n",
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 4096])
+def test_reply_scanner_frames_resp2_and_resp3(chunk: int) -> None:
+    assert replies(b"".join(RESP3_REPLIES), chunk) == RESP3_REPLIES
+
+
+def test_reply_scanner_rejects_garbage() -> None:
+    with pytest.raises(UpstreamProtocolError):
+        ReplyScanner().scan(b"?what\r\n", 0)
+
+
+# -- fuzzing ---------------------------------------------------------------------------------
+
+arguments = st.lists(st.binary(max_size=40), min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    commands=st.lists(arguments, min_size=1, max_size=8),
+    chunks=st.lists(st.integers(1, 64), min_size=1, max_size=5),
+)
+def test_fuzz_valid_pipelines_round_trip_under_any_chunking(
+    commands: list[list[bytes]], chunks: list[int]
+) -> None:
+    data = b"".join(encode_command(*args) for args in commands)
+    found = scan_all(data, chunks)
+    assert [argc for _, argc, _ in found] == [len(args) for args in commands]
+    assert [name for name, _, _ in found] == [(args[0].lower() or b"\x00") for args in commands]
+    assert b"".join(frame for _, _, frame in found) == data
+
+
+@settings(max_examples=500, deadline=1000)
+@given(data=st.binary(max_size=2048), chunks=st.lists(st.integers(1, 300), min_size=1, max_size=4))
+def test_fuzz_arbitrary_bytes_never_crash_or_hang(data: bytes, chunks: list[int]) -> None:
+    """Any input either yields commands that tile the consumed bytes or a ProtocolError; never
+    another exception, never a loop that does not terminate (hypothesis' deadline)."""
+    try:
+        found = scan_all(data, chunks)
+    except ProtocolError:
+        return
+    for _, argc, frame in found:
+        assert argc >= 1
+        assert frame
+
+
+@settings(max_examples=200, deadline=1000)
+@given(prefix=st.binary(max_size=64), size=st.integers(0, 2**40))
+def test_fuzz_declared_sizes_do_not_drive_memory(prefix: bytes, size: int) -> None:
+    """Lengths the client declares are never allocated up front."""
+    data = b"*2\r\n$3\r\nSET\r\n$%d\r\n" % size + prefix
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(ProtocolError):
+            scan_all(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024
+
+
+@settings(max_examples=300, deadline=1000)
+@given(data=st.binary(max_size=1024))
+def test_fuzz_reply_scanner_terminates(data: bytes) -> None:
+    scanner = ReplyScanner()
+    try:
+        found = scanner.scan(data, 0)
+    except UpstreamProtocolError:
+        return
+    if found is not None:
+        assert 0 <= found[0] < found[1] <= len(data)
