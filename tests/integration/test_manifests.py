@@ -314,7 +314,7 @@ def test_the_demo_overlay_namespaces_everything_under_the_restricted_standard() 
             assert doc["metadata"]["namespace"] == "podpatterns-demo", doc["metadata"]["name"]
 
 
-def test_project_images_are_the_ones_make_images_builds() -> None:
+def test_project_images_are_the_ones_the_repository_builds() -> None:
     used = {
         c["image"]
         for k in KUSTOMIZATIONS
@@ -323,6 +323,8 @@ def test_project_images_are_the_ones_make_images_builds() -> None:
         if c["image"].startswith("podpatterns/")
     }
     assert used == set(IMAGE_TAGS.values())
+    for name in IMAGE_TAGS:
+        assert (REPO_ROOT / "images" / f"{name}.Dockerfile").is_file(), name
 
 
 def test_git_sync_is_a_plain_container_by_default() -> None:
