@@ -35,11 +35,20 @@ test-fast: venv lint
 	$(VENV)/bin/pytest tests/unit tests/integration
 
 # Render every kustomization under manifests/ (kubectl kustomize) and validate each document with
-# kubernetes-validate --strict for every supported Kubernetes version, then run the offline checks
-# (hardening rules, wiring) of tests/integration/test_manifests.py.
+# kubernetes-validate --strict for every supported Kubernetes version; run checkov over the
+# overlays (what gets applied; its exceptions are justified in manifests/.checkov.yaml); then the
+# offline checks of tests/integration/test_manifests.py (hardening rules, wiring, checkov again).
 K8S_VERSIONS ?= 1.29.0 1.30.0 1.31.0 1.32.0 1.33.0
-manifests-check: venv
-	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+# checkov has its own venv: its large, pinned dependency tree must not steer the project's.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION ?= 3.3.30
+
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+
+manifests-check: venv $(CHECKOV_VENV)/bin/checkov
+	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; mkdir "$$out/overlays"; \
 	for k in $$(find manifests -name kustomization.yaml -exec grep -L '^kind: Component' {} + | xargs -n1 dirname | sort); do \
 	  f="$$out/$$(echo $$k | tr / _).yaml"; \
 	  kubectl kustomize "$$k" > "$$f"; \
@@ -47,7 +56,9 @@ manifests-check: venv
 	    $(VENV)/bin/kubernetes-validate --strict --quiet --no-warn -k $$v "$$f"; \
 	  done; \
 	  echo "ok  $$k  (Kubernetes $(K8S_VERSIONS))"; \
-	done
+	  case $$k in manifests/overlays/*) cp "$$f" "$$out/overlays/";; esac; \
+	done; \
+	$(CHECKOV_VENV)/bin/checkov --config-file manifests/.checkov.yaml -d "$$out/overlays"
 	$(VENV)/bin/pytest -q tests/integration/test_manifests.py
 
 demo:

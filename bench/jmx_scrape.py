@@ -79,18 +79,24 @@ async def measure(url: str, rounds: int) -> dict[str, float]:
     params = {"canonicalNaming": "false", "ignoreErrors": "true", "includeStackTrace": "false"}
     body = json.dumps([read_request(p.query()) for p in config.include]).encode()
 
+    cpu = {"raw": 0.0, "scrape": 0.0}
+
     async def raw(decode: bool) -> float:
+        c = time.process_time()
         t = time.perf_counter()
         r = await raw_client.post(url + "/", content=body, params=params)
         content = await r.aread()
         if decode:
             answer = json.loads(content)
             assert answer[0]["status"] == 200
+            cpu["raw"] += time.process_time() - c
         return time.perf_counter() - t
 
     async def scrape() -> float:
+        c = time.process_time()
         t = time.perf_counter()
         await source.collect()
+        cpu["scrape"] += time.process_time() - c
         return time.perf_counter() - t
 
     try:
@@ -102,6 +108,7 @@ async def measure(url: str, rounds: int) -> dict[str, float]:
         for _ in range(5):  # warm up both paths (JIT in the JVM, connections)
             await raw(True)
             await scrape()
+        cpu["raw"] = cpu["scrape"] = 0.0
         raw_times, raw_json_times, scrape_times = [], [], []
         for _ in range(rounds):
             raw_times.append(await raw(False))
@@ -119,6 +126,10 @@ async def measure(url: str, rounds: int) -> dict[str, float]:
         "raw_read_ms": statistics.median(raw_times) * 1000,
         "raw_read_json_ms": statistics.median(raw_json_times) * 1000,
         "scrape_ms": statistics.median(scrape_times) * 1000,
+        # This process's CPU per scrape: HTTP client + JSON (raw) vs. everything (scrape).
+        # Less sensitive to other load on the machine than wall-clock medians.
+        "raw_cpu_ms": cpu["raw"] / rounds * 1000,
+        "scrape_cpu_ms": cpu["scrape"] / rounds * 1000,
     }
 
 
@@ -158,6 +169,8 @@ def main() -> int:
                 f" | ratio {r['scrape_ms'] / r['raw_read_ms']:.2f}x raw,"
                 f" {r['scrape_ms'] / r['raw_read_json_ms']:.2f}x raw+JSON"
                 f" | first scrape {r['first_scrape_ms']:.1f} ms"
+                f" | adapter CPU per scrape {r['scrape_cpu_ms']:.1f} ms"
+                f" (raw read + JSON {r['raw_cpu_ms']:.1f} ms)"
             )
     return 0
 

@@ -86,6 +86,11 @@ def workload(seed: int = 7) -> list[bytes]:
     ]
 
 
+def load_average() -> str:
+    """The machine is shared: how busy it was is part of every figure."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def rcvbuf_errors() -> int:
     with open("/proc/net/snmp") as snmp:
         rows = [line.split() for line in snmp if line.startswith("Udp:")]
@@ -203,19 +208,23 @@ def sustained(datagrams: list[bytes], rate: float, seconds: float, workdir: Path
             f"({total / took:,.0f} lines/s offered); "
             f"processed {processed:,.0f}; lost {total - processed:,.0f} "
             f"({(total - processed) / total:.2%}); kernel RcvbufErrors +{errors}; "
-            f"{scraper.count} scrapes meanwhile, longest {scraper.longest:.3f}s"
+            f"{scraper.count} scrapes meanwhile, longest {scraper.longest:.3f}s; "
+            f"load average {load_average()}"
         )
     finally:
         adapter.stop()
 
 
-def paced_loss(adapter: Adapter, datagrams: list[bytes], rate: float, seconds: float) -> float:
-    """Lines lost (fraction) when sending at ``rate`` for ``seconds``."""
+def paced_loss(
+    adapter: Adapter, datagrams: list[bytes], rate: float, seconds: float
+) -> tuple[float, float]:
+    """Lines lost (fraction) when sending at ``rate`` for ``seconds``, and the rate the sender
+    really achieved."""
     total = int(rate * seconds)
     base = lines_total(adapter)
-    send(adapter.statsd_port, datagrams, total, rate)
+    took = send(adapter.statsd_port, datagrams, total, rate)
     processed, _ = wait_flat(adapter, idle=0.5)
-    return (total - (processed - base)) / total
+    return (total - (processed - base)) / total, total / took
 
 
 def saturation(
@@ -227,9 +236,12 @@ def saturation(
         # The highest paced rate the adapter keeps up with (loss under 0.1 %).
         for rate in rates:
             before_errors = rcvbuf_errors()
-            loss = paced_loss(adapter, datagrams, rate, 3.0)
+            loss, achieved = paced_loss(adapter, datagrams, rate, 3.0)
             errors = rcvbuf_errors() - before_errors
-            print(f"  paced {rate:,.0f} lines/s for 3 s: lost {loss:.2%}, RcvbufErrors +{errors}")
+            print(
+                f"  paced {rate:,.0f} lines/s for 3 s (sender achieved {achieved:,.0f}): "
+                f"lost {loss:.2%}, RcvbufErrors +{errors}; load average {load_average()}"
+            )
             if loss < 0.001:
                 best = rate
             else:
@@ -307,6 +319,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200_000, help="lines/s for the paced run")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--saturation-lines", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="sustained runs (fresh adapter each)")
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument(
         "--steps",
@@ -318,7 +331,8 @@ def main() -> None:
     rmem_max = Path("/proc/sys/net/core/rmem_max").read_text().strip()
     print(f"cores: {os.cpu_count()}, rmem_max: {rmem_max}")
     datagrams = workload()
-    sustained(datagrams, args.rate, args.seconds, args.workdir)
+    for _ in range(args.repeat):
+        sustained(datagrams, args.rate, args.seconds, args.workdir)
     rates = [float(r) for r in args.steps.split(",")]
     saturation(datagrams, args.saturation_lines, rates, args.workdir)
     memory(args.series, args.workdir)

@@ -110,6 +110,16 @@ def _render_family(family: Family, series: Iterable[object], now: float, out: li
             s.seen = set()  # "distinct values per scrape interval"
 
 
+def process_metric_names() -> frozenset[str]:
+    """Every sample name prometheus-client's default collectors expose (process_*, python_*)."""
+    return frozenset(
+        name
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        for name in (sample.name, family.name)
+    )
+
+
 class _Families(CollectorRegistry):
     """A registry that only hands out the families it was given (for ``generate_latest``)."""
 
@@ -131,6 +141,7 @@ class Exposition:
         reload: Callable[[], Awaitable[str | None]],
         quit: Callable[[], None],
         clock: Callable[[], float],
+        flush: Callable[[], None] = lambda: None,
     ) -> None:
         self.registry = registry
         self.telemetry = telemetry
@@ -139,26 +150,40 @@ class Exposition:
         self.reload = reload
         self.quit = quit
         self.clock = clock
+        # Brings the self-metrics up to date (the ingest stage counts per line shape).
+        self.flush = flush
         self.sources: list[ScrapeTimeSource] = []
         self.ready = False
+        self._process_names = process_metric_names()
         self._server: asyncio.Server | None = None
 
     async def scrape(self) -> bytes:
-        pulled = asyncio.gather(
-            *(source.collect() for source in self.sources), return_exceptions=True
-        )
+        sources = self.sources  # a reload may swap the list while this scrape awaits
+        pulled = asyncio.gather(*(source.collect() for source in sources), return_exceptions=True)
         parts = await render_registry(self.registry, self.clock())
+        self.flush()
         parts.extend(self.telemetry.families(self.registry.series_count))
         body = "".join(parts).encode("utf-8")
         families: list[Metric] = []
-        for source, result in zip(self.sources, await pulled, strict=True):
+        seen: set[str] = set(self._process_names)
+        for source, result in zip(sources, await pulled, strict=True):
             if isinstance(result, BaseException):
                 # The protocol says collect() never raises; if one does, the rest still counts.
                 log.error(
                     "scrape-time source failed", extra={"source": source.name, "error": str(result)}
                 )
                 continue
-            families.extend(result)
+            for family in result:
+                names = {family.name} | {sample.name for sample in family.samples}
+                if any(self.registry.owns(n) or n in seen for n in names):
+                    # Two families under one name make the whole scrape invalid: the first wins.
+                    log.warning(
+                        "dropping a scrape-time family whose name is taken",
+                        extra={"source": source.name, "family": family.name},
+                    )
+                    continue
+                seen |= names
+                families.append(family)
         return body + generate_latest(REGISTRY) + generate_latest(_Families(families))
 
     # -- HTTP ----------------------------------------------------------------------------

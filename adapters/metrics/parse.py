@@ -30,7 +30,7 @@ class Event:
     is what the raw value was divided by (the sample rate of a counter, 1000 for a timer), so the
     ingest stage can redo the same arithmetic for the next line of the same shape."""
 
-    __slots__ = ("divisor", "kind", "labels", "name", "relative", "value")
+    __slots__ = ("divisor", "kind", "labels", "member", "name", "relative", "value")
 
     def __init__(
         self,
@@ -40,6 +40,7 @@ class Event:
         relative: bool,
         labels: dict[str, str],
         divisor: float = 1.0,
+        member: str = "",
     ) -> None:
         self.kind = kind
         self.name = name
@@ -47,6 +48,8 @@ class Event:
         self.relative = relative
         self.labels = labels
         self.divisor = divisor
+        # A StatsD set member is any string (a user id, an IP), not a number.
+        self.member = member
 
     def __repr__(self) -> str:
         return (
@@ -191,8 +194,10 @@ class LineParser:
         try:
             value = parse_float(value_text)
         except (ValueError, IndexError):
-            telemetry.sample_error("malformed_value")
-            return
+            if not (stat_type == "s" and self.sets and value_text):
+                telemetry.sample_error("malformed_value")
+                return
+            value = 0.0
 
         repeat = 1
         rate = 1.0
@@ -237,7 +242,9 @@ class LineParser:
                 telemetry.sample_error("illegal_event")
                 continue
             # Each event gets its own copy: a mapping may later add labels to it.
-            events.append(Event(kind, metric, value / divisor, relative, dict(labels), divisor))
+            events.append(
+                Event(kind, metric, value / divisor, relative, dict(labels), divisor, value_text)
+            )
 
 
 def _has_container_id(rest: str) -> bool:

@@ -12,12 +12,15 @@ because every update runs on the event loop's thread.
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from adapters.metrics.mapping import DEFAULT_BUCKETS, DEFAULT_SUMMARY, SummaryOptions
 from adapters.metrics.telemetry import RESERVED_PREFIXES, Telemetry
+
+log = logging.getLogger("metrics-adapter")
 
 
 class Scalar:
@@ -61,6 +64,8 @@ class Summary:
     are an estimate; sum and count are exact."""
 
     __slots__ = (
+        "_answer",
+        "_older",
         "buffers",
         "count",
         "labels",
@@ -84,6 +89,10 @@ class Summary:
         self.ttl = ttl
         self.touched = now
         self.rotate_at = now + options.max_age / options.age_buckets
+        # Scrape-time caches: the sorted values of every buffer but the current one (they only
+        # change on rotation), and the last answer with the count it was computed at.
+        self._older: list[float] = []
+        self._answer: tuple[int, list[tuple[float, float]]] | None = None
 
     def observe(self, value: float) -> None:
         # ``touched`` is the time of this observation (the ingest stage sets it first).
@@ -104,26 +113,38 @@ class Summary:
     def rotate(self, now: float) -> None:
         options = self.options
         step = options.max_age / options.age_buckets
+        if now < self.rotate_at:
+            return
         if now - self.rotate_at > options.max_age:
             # Idle for longer than the window: nothing in it is still current.
             self.buffers = [[]]
             self.seen = 0
             self.rotate_at = now + step
-            return
         while now >= self.rotate_at:
             self.buffers.append([])
             if len(self.buffers) > options.age_buckets:
                 del self.buffers[0]
             self.seen = 0
             self.rotate_at += step
+        self._older = sorted(v for buffer in self.buffers[:-1] for v in buffer)
+        self._answer = None
 
     def quantiles(self, now: float) -> list[tuple[float, float]]:
         self.rotate(now)
-        window = sorted(v for buffer in self.buffers for v in buffer)
+        if self._answer is not None and self._answer[0] == self.count:
+            return self._answer[1]  # nothing observed or rotated since the last scrape
+        # Two sorted runs: Timsort merges them in linear time.
+        window = self._older + sorted(self.buffers[-1])
+        window.sort()
         if not window:
-            return [(q, float("nan")) for q, _ in self.options.quantiles]
-        last = len(window) - 1
-        return [(q, window[min(last, int(q * len(window)))]) for q, _ in self.options.quantiles]
+            answer = [(q, float("nan")) for q, _ in self.options.quantiles]
+        else:
+            last = len(window) - 1
+            answer = [
+                (q, window[min(last, int(q * len(window)))]) for q, _ in self.options.quantiles
+            ]
+        self._answer = (self.count, answer)
+        return answer
 
 
 class DistinctSet:
@@ -134,7 +155,7 @@ class DistinctSet:
 
     def __init__(self, labels: tuple[str, ...], ttl: float, now: float) -> None:
         self.labels = labels
-        self.seen: set[float] = set()
+        self.seen: set[str] = set()
         self.ttl = ttl
         self.touched = now
 
@@ -164,15 +185,23 @@ class Family:
 
 class Registry:
     def __init__(
-        self, telemetry: Telemetry, max_series: int = 0, max_series_per_metric: int = 0
+        self,
+        telemetry: Telemetry,
+        max_series: int = 0,
+        max_series_per_metric: int = 0,
+        reserved: frozenset[str] = frozenset(),
     ) -> None:
         self.telemetry = telemetry
+        # Names other parts of /metrics already expose (the process collector's): a StatsD
+        # family under one of them would make the exposition invalid.
+        self.reserved = reserved
         self.max_series = max_series
         self.max_series_per_metric = max_series_per_metric
         self.families: dict[str, Family] = {}
         # Every exposed name (foo, foo_sum, foo_bucket...) → the family that owns it.
         self._owners: dict[str, str] = {}
         self.series_count = 0
+        self._quiet_until = 0.0
         # Bumped whenever a series object is removed, so that caches holding series objects
         # (the ingest stage's line-shape cache) know to drop them.
         self.generation = 0
@@ -211,10 +240,10 @@ class Registry:
             found.ttl = ttl
             return found
         if self.max_series and self.series_count >= self.max_series:
-            self.telemetry.dropped("max_series")
+            self._drop("max_series", name, now)
             return None
         if self.max_series_per_metric and len(family.series) >= self.max_series_per_metric:
-            self.telemetry.dropped("max_series_per_metric")
+            self._drop("max_series_per_metric", name, now)
             return None
         created: Series
         if kind == "histogram":
@@ -229,6 +258,16 @@ class Registry:
         self.series_count += 1
         return created
 
+    def _drop(self, reason: str, name: str, now: float) -> None:
+        self.telemetry.dropped(reason)
+        # Say so in the log, but at most once a minute: a flood of new series is the very case.
+        if now >= self._quiet_until:
+            self._quiet_until = now + 60.0
+            log.warning(
+                "series limit reached: new series are dropped",
+                extra={"reason": reason, "metric": name, "series": self.series_count},
+            )
+
     def _may_create(self, name: str, kind: str, label_names: tuple[str, ...]) -> bool:
         if name.startswith(RESERVED_PREFIXES) or not name:
             return False
@@ -238,7 +277,14 @@ class Registry:
             kind == "summary" and "quantile" in label_names
         ):
             return False  # the exposition adds that label itself
-        return all(name + suffix not in self._owners for suffix in _SUFFIXES[kind])
+        return all(
+            name + suffix not in self._owners and name + suffix not in self.reserved
+            for suffix in _SUFFIXES[kind]
+        )
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is exposed by a StatsD family (or one of ours)."""
+        return name in self._owners or name.startswith(RESERVED_PREFIXES)
 
     def sweep(self, now: float) -> int:
         """Remove series whose TTL has run out; returns how many."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from adapters.metrics.appstats import json_sources
 from adapters.metrics.errors import ConfigError
-from adapters.metrics.exposition import Exposition
+from adapters.metrics.exposition import Exposition, process_metric_names
 from adapters.metrics.flags import Settings
 from adapters.metrics.ingest import Ingester
 from adapters.metrics.jmx import jmx_sources
@@ -24,7 +24,13 @@ from adapters.metrics.parse import LineParser, TagDialects
 from adapters.metrics.registry import Registry
 from adapters.metrics.relay import Relay
 from adapters.metrics.scrape import ScrapeTimeSource
-from adapters.metrics.sources import listen_tcp, listen_udp, listen_unixgram, remove_unix_socket
+from adapters.metrics.sources import (
+    DatagramListener,
+    listen_tcp,
+    listen_udp,
+    listen_unixgram,
+    remove_unix_socket,
+)
 from adapters.metrics.telemetry import Telemetry
 
 log = logging.getLogger("metrics-adapter")
@@ -67,7 +73,10 @@ class Service:
         self.settings = settings
         self.telemetry = Telemetry()
         self.registry = Registry(
-            self.telemetry, settings.statsd_max_series, settings.statsd_max_series_per_metric
+            self.telemetry,
+            settings.statsd_max_series,
+            settings.statsd_max_series_per_metric,
+            reserved=process_metric_names(),
         )
         self.parser = LineParser(
             self.telemetry,
@@ -101,10 +110,12 @@ class Service:
             reload=self.reload,
             quit=self.stop,
             clock=time.monotonic,
+            flush=self.ingester.flush,
         )
         self.exposition.sources = loaded.sources
         self._stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _mapper(self, config: MappingConfig) -> Mapper:
         return Mapper(
@@ -144,7 +155,7 @@ class Service:
     async def run(self) -> int:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        transports: list[asyncio.BaseTransport] = []
+        transports: list[DatagramListener] = []
         servers: list[asyncio.Server] = []
         owned_unix = ""  # the socket file is removed at exit only once we created it
         sweeper = loop.create_task(self._sweep())
@@ -154,7 +165,7 @@ class Service:
                     await listen_udp(
                         settings.statsd_listen_udp,
                         settings.statsd_read_buffer,
-                        self.ingester.datagram,
+                        self.ingester.datagrams,
                         self.telemetry,
                     )
                 )
@@ -170,7 +181,7 @@ class Service:
                         settings.statsd_listen_unixgram,
                         settings.statsd_unixsocket_mode,
                         settings.statsd_read_buffer,
-                        self.ingester.datagram,
+                        self.ingester.datagrams,
                         self.telemetry,
                     )
                 )
@@ -186,7 +197,7 @@ class Service:
             for signum, handler in (
                 (signal.SIGTERM, self.stop),
                 (signal.SIGINT, self.stop),
-                (signal.SIGHUP, lambda: loop.create_task(self._sighup())),
+                (signal.SIGHUP, self._on_sighup),
             ):
                 loop.add_signal_handler(signum, handler)
             self.exposition.ready = True
@@ -222,6 +233,12 @@ class Service:
                     await source.close()
             if owned_unix:
                 remove_unix_socket(owned_unix)
+
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._sighup())
+        # The loop only keeps a weak reference to tasks: hold it until it is done.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _sighup(self) -> None:
         settings = self.settings

@@ -56,8 +56,8 @@ class Telemetry:
         self.sample_errors[reason] = self.sample_errors.get(reason, 0) + 1
         self.sample_error_count += 1
 
-    def event_error(self, reason: str) -> None:
-        self.events_error[reason] = self.events_error.get(reason, 0) + 1
+    def event_error(self, reason: str, count: int = 1) -> None:
+        self.events_error[reason] = self.events_error.get(reason, 0) + count
 
     def conflict(self, kind: str) -> None:
         self.events_conflict[kind] = self.events_conflict.get(kind, 0) + 1

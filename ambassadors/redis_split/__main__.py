@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from importlib.metadata import version
@@ -67,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--connect-timeout", default="1s", help="deadline for connecting to a node")
     add("--health-interval", default="100ms", help="how often each node is checked")
     add("--shutdown-grace", default="5s", help="on SIGTERM, time allowed for replies to drain")
+    add(
+        "--upstream-password-file",
+        help="file holding the password for the ambassador's own connections to the nodes "
+        "(health checks); or set REDIS_AMBASSADOR_UPSTREAM_PASSWORD",
+    )
     add("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     add("-q", "--quiet", action="store_true", help="warnings and errors only")
     return parser
@@ -112,7 +118,18 @@ def build_config(args: argparse.Namespace) -> Config:
         health_interval=max(0.01, parse_duration("--health-interval", args.health_interval)),
         shutdown_grace=parse_duration("--shutdown-grace", args.shutdown_grace),
         verbosity=-1 if args.quiet else args.verbose,
+        upstream_password=_upstream_password(args.upstream_password_file),
     )
+
+
+def _upstream_password(path: str | None) -> str | None:
+    if path is None:
+        return os.environ.get("REDIS_AMBASSADOR_UPSTREAM_PASSWORD") or None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError as exc:
+        raise ConfigError(f"--upstream-password-file: cannot read {path}: {exc.strerror}") from None
 
 
 async def _initial_topology(

@@ -38,7 +38,9 @@ class Node:
         self.address = address
         self.generation = 0
         self._config = config
-        self.control = ControlClient(address, timeout=max(config.connect_timeout, 1.0))
+        self.control = ControlClient(
+            address, max(config.connect_timeout, 1.0), config.upstream_password
+        )
         self.control_lock = asyncio.Lock()
         self.up = False  # answers health checks
         self.eligible = False  # replica: passes the lag gate; master: up and writable
@@ -46,6 +48,10 @@ class Node:
         # Replica answers and has a dataset (not loading): usable, stale, while the master is
         # down. Its link status is then necessarily down, which the lag gate would refuse.
         self.serves_stale = False
+        # The script cache to re-load: a failed SCRIPT LOAD/FLUSH broadcast, or a restart
+        # (new run_id) that the health checks may not have seen as downtime.
+        self.scripts_synced = True
+        self.run_id = ""
         self.offset = 0
         self.lag_bytes: int | None = None
         self.lag_seconds: float | None = None
@@ -62,7 +68,7 @@ class Node:
         self.address = address
         self.generation += 1
         self.control.close()
-        self.control = ControlClient(address, timeout=self.control.timeout)
+        self.control = ControlClient(address, self.control.timeout, self._config.upstream_password)
         self.up = self.eligible = False
         self.drop_idle()
 
@@ -198,7 +204,7 @@ class Backends:
 
     async def _info(self, node: Node) -> dict[str, str] | None:
         try:
-            reply = await node.call("INFO", "replication", "persistence")
+            reply = await node.call("INFO", "replication", "persistence", "server")
         except (OSError, TimeoutError, ConnectionError) as exc:
             self._mark_down(node, str(exc) or type(exc).__name__)
             return None
@@ -270,6 +276,12 @@ class Backends:
             self.promotion_seen = True
             self.resolve_requested.set()
         eligible = not reasons
+        run_id = fields.get("run_id", "")
+        if run_id != node.run_id:
+            node.scripts_synced = node.run_id == ""  # first sight: loaded when it turns eligible
+            node.run_id = run_id
+        if eligible and node.eligible and not node.scripts_synced:
+            await self.load_scripts(node)
         node.serves_stale = fields.get("role") == "slave" and fields.get("loading") != "1"
         if eligible and not node.eligible:
             await self.load_scripts(node)
@@ -331,6 +343,7 @@ class Backends:
         await asyncio.gather(*(self._call_quietly(r, args) for r in self.replicas if r.up))
 
     async def load_scripts(self, node: Node) -> None:
+        node.scripts_synced = True
         for body in list(self.scripts.values()):
             await self._call_quietly(node, (b"SCRIPT", b"LOAD", body))
 
@@ -338,6 +351,7 @@ class Backends:
         try:
             await node.call(*args)
         except (OSError, TimeoutError, ConnectionError) as exc:
+            node.scripts_synced = False  # retried by the next health check that reaches it
             log.warning("script sync failed", extra={"node": str(node.address), "reason": str(exc)})
 
     # -- topology changes (Sentinel) ------------------------------------------------------

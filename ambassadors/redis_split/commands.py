@@ -22,6 +22,7 @@ class CommandTable:
     """Commands by lower-case name; subcommands as ``b"script|load"``."""
 
     commands: dict[bytes, CommandInfo] = field(default_factory=dict)
+    containers: frozenset[bytes] = frozenset()  # names with subcommands (CONFIG, OBJECT...)
 
     def __len__(self) -> int:
         return len(self.commands)
@@ -43,6 +44,7 @@ def _entries(reply: Value) -> list[list[Value]]:
 def table_from_command_reply(reply: Value) -> CommandTable:
     """Build the table from the reply to a bare ``COMMAND`` (all commands, with subcommands)."""
     commands: dict[bytes, CommandInfo] = {}
+    containers: set[bytes] = set()
     pending = _entries(reply)
     while pending:
         entry = pending.pop()
@@ -54,6 +56,7 @@ def table_from_command_reply(reply: Value) -> CommandTable:
             flags=frozenset(flag.lower() for flag in flags if isinstance(flag, bytes)),
         )
         # Redis 7: the tenth element lists subcommands in the same shape ("config|get").
-        if len(entry) >= 10 and isinstance(entry[9], list):
+        if len(entry) >= 10 and isinstance(entry[9], list) and entry[9]:
+            containers.add(name.lower())
             pending.extend(_entries(entry[9]))
-    return CommandTable(commands)
+    return CommandTable(commands, frozenset(containers))

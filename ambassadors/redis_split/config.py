@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .control import Address
@@ -46,6 +46,9 @@ class Config:
     health_interval: float
     shutdown_grace: float
     verbosity: int
+    # For the ambassador's own connections (health checks, COMMAND, script sync) when the
+    # nodes require AUTH; the app's AUTH is passed through separately. Never printed.
+    upstream_password: str | None = field(default=None, repr=False)
 
 
 def parse_address(flag: str, value: str, default_port: int | None = None) -> Address:

@@ -74,9 +74,10 @@ def decode(buf: bytes, pos: int = 0) -> tuple[Value, int]:
 class ControlClient:
     """One connection, reopened on demand. Not safe for concurrent callers (use one per task)."""
 
-    def __init__(self, address: Address, timeout: float = 1.0) -> None:
+    def __init__(self, address: Address, timeout: float = 1.0, password: str | None = None) -> None:
         self.address = address
         self.timeout = timeout
+        self._password = password
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -87,6 +88,11 @@ class ControlClient:
                     self._reader, self._writer = await asyncio.open_connection(
                         self.address.host, self.address.port
                     )
+                    if self._password is not None:
+                        self._writer.write(encode_command("AUTH", self._password))
+                        reply = await self._read_one(self._reader)
+                        if isinstance(reply, ReplyError):
+                            raise ConnectionError(f"{self.address}: AUTH failed: {reply.message}")
                 assert self._reader is not None
                 self._writer.write(encode_command(*args))
                 return await self._read_one(self._reader)

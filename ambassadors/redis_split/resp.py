@@ -41,7 +41,9 @@ class Command:
 
 
 def _parse_length(buf: bytes | bytearray, start: int, eol: int, what: str) -> int:
-    raw = bytes(buf[start:eol])
+    raw = buf[start:eol]
+    if raw.isdigit() and eol - start <= 12:
+        return int(raw)  # the common case, checked first
     # int() accepts "+1", " 1" and "1_0"; Redis does not, and neither do we.
     if not raw or not (raw.isdigit() or (raw[:1] == b"-" and raw[1:].isdigit())):
         raise ProtocolError(f"Protocol error: invalid {what} length")
@@ -187,14 +189,19 @@ class UpstreamProtocolError(Exception):
 
 
 class ReplyScanner:
-    """Finds where the next complete reply ends. Resumable across partial reads."""
+    """Finds where the next complete reply ends. Resumable across partial reads.
 
-    __slots__ = ("_left", "_pos", "_start")
+    ``advance`` is the streaming variant: it also steps into a bulk payload that has only partly
+    arrived, so a large reply can be passed on chunk by chunk instead of being held whole."""
+
+    __slots__ = ("_bulk_left", "_left", "_pos", "_start", "_streaming")
 
     def __init__(self) -> None:
         self._start = -1
         self._pos = 0
         self._left = 0
+        self._bulk_left = 0
+        self._streaming = False
 
     def rebase(self, consumed: int) -> None:
         if self._start >= 0:
@@ -254,6 +261,66 @@ class ReplyScanner:
         start = self._start
         self._start = -1
         return start, pos
+
+    def advance(self, buf: bytes | bytearray, pos: int) -> tuple[int, bool]:
+        """Streaming: consume as much of the current reply as is buffered from ``pos`` (the
+        caller hands ``buf[pos:end]`` on and may drop it); returns ``(end, complete)``.
+
+        The first call continues where ``scan`` left off, so a reply can switch from being
+        buffered to being streamed once it turns out to be large."""
+        if not self._streaming:
+            self._streaming = True
+            if self._start >= 0:
+                pos = self._pos  # elements before this are complete and part of the chunk
+            else:
+                self._left = 1
+            self._bulk_left = 0
+        n = len(buf)
+        left = self._left
+        try:
+            while True:
+                if self._bulk_left:
+                    take = min(self._bulk_left, n - pos)
+                    pos += take
+                    self._bulk_left -= take
+                    if self._bulk_left:
+                        return pos, False
+                    left -= 1
+                if not left:
+                    self._streaming = False
+                    self._start = -1
+                    return pos, True
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    return pos, False
+                kind = buf[pos]
+                if kind in _LINE_TYPES:
+                    pos = eol + 2
+                    left -= 1
+                elif kind in _BULK_TYPES:
+                    length = int(buf[pos + 1 : eol])
+                    pos = eol + 2
+                    if length < 0:
+                        left -= 1
+                    else:
+                        self._bulk_left = length + 2
+                elif kind in _ARRAY_TYPES:
+                    left += max(int(buf[pos + 1 : eol]), 0) - 1
+                    pos = eol + 2
+                elif kind in _MAP_TYPES:
+                    count = int(buf[pos + 1 : eol])
+                    left += 2 * max(count, 0) - (1 if kind != ATTRIBUTE else 0)
+                    pos = eol + 2
+                else:
+                    raise UpstreamProtocolError(f"unexpected reply type byte {kind!r}")
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
+        finally:
+            self._left = left
+
+    @property
+    def streaming(self) -> bool:
+        return self._streaming
 
 
 def error_reply(message: str) -> bytes:

@@ -65,11 +65,32 @@ _SCRIPT_BROADCAST = frozenset({b"load", b"flush"})
 _BLOCK_OPTION = b"block"
 
 
+# Commands whose action depends on the name alone, memoised per table: the lookup below runs
+# for every forwarded command.
+_memo: dict[bytes, Action] = {}
+_memo_table: list[CommandTable | None] = [None]
+_ARG_DEPENDENT = frozenset({b"client", b"script", b"xread"})
+
+
 def classify(command: Command, table: CommandTable) -> Action:
     name = command.name
     action = _BY_NAME.get(name)
     if action is not None:
         return action
+    if _memo_table[0] is not table:
+        _memo.clear()
+        _memo_table[0] = table
+    action = _memo.get(name)
+    if action is not None:
+        return action
+    action = _classify_by_table(command, table)
+    if name not in _ARG_DEPENDENT and name not in table.containers:
+        _memo[name] = action
+    return action
+
+
+def _classify_by_table(command: Command, table: CommandTable) -> Action:
+    name = command.name
     sub = command.args[0].lower() if command.args else None
     if name == b"client" and sub in _CLIENT_STATE:
         return Action.STATE

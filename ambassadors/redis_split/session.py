@@ -21,9 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
-
-from prometheus_client import Counter, Histogram
 
 from . import metrics
 from .backends import Backends, Node, Role
@@ -36,6 +33,8 @@ log = logging.getLogger("redis_ambassador.session")
 
 _MAX_IN_FLIGHT = 4096  # commands awaiting replies before we stop reading from the client
 _OUT_FLUSH = 256 * 1024
+# A reply with this much already buffered and still incomplete is streamed to the client.
+_STREAM_AT = 512 * 1024
 _RETRIES = 2
 # The order connection state is replayed in on a new node: credentials first.
 _PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo", "select")
@@ -59,26 +58,6 @@ class Pending:
     # can be re-sent to the new master.
     retry_write: bool = False
     deferred: bool = False  # a write held while a failover completes
-
-
-class _Metric:
-    """Cached labelled children: labels() per command would cost more than the forwarding."""
-
-    commands: ClassVar[dict[tuple[str, str], Counter]] = {}
-    latency: ClassVar[dict[str, Histogram]] = {}
-
-    @classmethod
-    def count(cls, route: str, result: str, seconds: float | None) -> None:
-        key = (route, result)
-        counter = cls.commands.get(key)
-        if counter is None:
-            counter = cls.commands[key] = metrics.COMMANDS.labels(route, result)
-        counter.inc()
-        if seconds is not None:
-            histogram = cls.latency.get(route)
-            if histogram is None:
-                histogram = cls.latency[route] = metrics.LATENCY.labels(route)
-            histogram.observe(seconds)
 
 
 class Session:
@@ -434,7 +413,7 @@ class Session:
 
     def _answer(self, reply: bytes, route: str = "local") -> None:
         self._enqueue(Pending(None, reply, None, Action.MASTER, True, time.perf_counter()))
-        _Metric.count(route, "error" if reply[:1] == b"-" else "ok", None)
+        metrics.COMMAND_STATS.record(route, "error" if reply[:1] == b"-" else "ok", None)
 
     def _enqueue(self, pending: Pending) -> None:
         if pending.upstream is not None:
@@ -461,7 +440,21 @@ class Session:
                 reply = pending.literal
             else:
                 try:
+                    if upstream.streaming:
+                        if not self._stream(pending, upstream):
+                            break
+                        continue
                     found = upstream.try_reply()
+                    if (
+                        found is None
+                        and pending.forward
+                        and upstream.buffered >= _STREAM_AT
+                        and upstream.head_kind not in b"->"
+                    ):
+                        # Incomplete and large: everything buffered belongs to this reply.
+                        if not self._stream(pending, upstream):
+                            break
+                        continue
                 except UpstreamProtocolError as exc:
                     upstream.abort(str(exc))
                     found = None
@@ -481,6 +474,8 @@ class Session:
             self._account(pending, reply)
             if pending.forward:
                 self._emit(reply)
+        if self._finished:
+            return
         self._flush()
         if queue:
             return
@@ -495,6 +490,27 @@ class Session:
                 self._process()
         elif self._closing:
             self._finish()
+
+    def _stream(self, pending: Pending, upstream: Upstream) -> bool:
+        """Pass a large head-of-line reply on as it arrives instead of holding it whole.
+        True when it is complete (and accounted for)."""
+        chunk, complete = upstream.stream_chunk()
+        if chunk:
+            self._emit(chunk)
+            self._flush()
+        if not complete:
+            if upstream.closed:
+                # Part of the reply is already with the client: no way to retry or to resync
+                # the client's protocol stream. Close it.
+                log.warning(
+                    "upstream lost in the middle of a reply",
+                    extra={"node": str(upstream.node.address)},
+                )
+                self._finish()
+            return False
+        self._queue.popleft()
+        self._account(pending, b"+")
+        return True
 
     def _special_error(self, pending: Pending, reply: bytes) -> bool:
         upstream = pending.upstream
@@ -529,7 +545,7 @@ class Session:
             return
         route = "local" if upstream is None else upstream.node.role.value
         result = "error" if reply[:1] == b"-" else "ok"
-        _Metric.count(route, result, time.perf_counter() - pending.started)
+        metrics.COMMAND_STATS.record(route, result, time.perf_counter() - pending.started)
 
     # -- the slow path: one head-of-line command that needs to wait -----------------------
 
@@ -582,6 +598,13 @@ class Session:
             return await self._retry(pending, exclude=node)
         if not pending.forward:
             return b""
+        if not upstream.connected:
+            if node.role is Role.MASTER:
+                node.up = False  # fail the next commands fast; the health check confirms
+            return error_reply(
+                f"MASTERDOWN ambassador: {node.role} {node.address} is unavailable "
+                f"({upstream.error})"
+            )
         log.warning(
             "upstream lost with a command in flight",
             extra={"node": str(node.address), "reason": upstream.error},

@@ -34,6 +34,7 @@ class Upstream(asyncio.Protocol):
         self._scanner = ReplyScanner()
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
+        self.connected = False  # ever: a command on a never-connected upstream did not run
         self.error = ""
         # Called on every event (connected, data, closed): the owning session's reply pump.
         self.listener: Callable[[], None] | None = None
@@ -49,6 +50,7 @@ class Upstream(asyncio.Protocol):
             transport.close()
             return
         self._transport = transport
+        self.connected = True
         if self._outbox:
             transport.write(b"".join(self._outbox))
             self._outbox.clear()
@@ -133,6 +135,33 @@ class Upstream(asyncio.Protocol):
         else:
             self._pos = end
         return reply
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet handed out (part of the reply being waited for)."""
+        return len(self._buf) - self._pos
+
+    @property
+    def head_kind(self) -> int:
+        """The type byte of the reply being waited for (0 when nothing is buffered)."""
+        return self._buf[self._pos] if self._pos < len(self._buf) else 0
+
+    @property
+    def streaming(self) -> bool:
+        return self._scanner.streaming
+
+    def stream_chunk(self) -> tuple[bytes, bool]:
+        """The next part of a large reply, as far as it has arrived; True once it is complete.
+        What is handed out is dropped, so a large value never sits here whole."""
+        end, complete = self._scanner.advance(self._buf, self._pos)
+        chunk = bytes(self._buf[self._pos : end])
+        if end == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        else:
+            del self._buf[:end]
+            self._pos = 0
+        return chunk, complete
 
     def take_buffered(self) -> bytes:
         """Everything received but not yet handed out (when switching to pass-through)."""

@@ -17,7 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from sidecars.git_sync import config as config_mod
-from sidecars.git_sync import signers
+from sidecars.git_sync import pid1, signers
 from sidecars.git_sync.config import Action, Config, PublishMode
 from sidecars.git_sync.credentials import CredentialStore
 from sidecars.git_sync.exchange import ExchangePublisher
@@ -49,6 +49,9 @@ Beyond upstream:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and pid1.needed():
+        print('{"level": 0, "msg": "detected pid 1, running init handler"}', file=sys.stderr)
+        return pid1.run_as_init([sys.executable, "-m", "sidecars.git_sync", *sys.argv[1:]])
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         loaded = config_mod.load(args)
@@ -103,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra=extra,
     )
     try:
+        # Plain asyncio, not uvloop: git-sync's loop mostly waits on git children, and under
+        # uvloop `git credential approve` (which spawns the credential-cache daemon) hung.
         return asyncio.run(_serve(cfg, private, log))
     except ConfigError as err:  # a problem found while wiring (e.g. an unreadable key file)
         print(err, file=sys.stderr)
@@ -185,7 +190,12 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
     try:
         if cfg.http_bind:
             endpoint = HttpEndpoint(
-                state, cfg.http_metrics, _trigger_secret(cfg), loop.pushed, log.named("http")
+                state,
+                cfg.http_metrics,
+                _trigger_secret(cfg),
+                loop.pushed,
+                log.named("http"),
+                debug_enabled=cfg.http_pprof,
             )
             try:
                 server = await endpoint.start(cfg.http_bind)

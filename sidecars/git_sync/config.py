@@ -167,6 +167,123 @@ def strip_url_credentials(repo: str) -> tuple[str, str, str | None]:
     return urlunsplit(parts._replace(netloc=host)), user, password if has_password else None
 
 
+def _auth(
+    v: Mapping[str, Value], repo: str, notices: list[str]
+) -> tuple[str, tuple[Credential, ...]]:
+    """Username/password, credentials in the URL and --credential: the repo URL (without
+    credentials) and every credential to store, the --repo one first."""
+    fail = ConfigError
+    username, password = _s(v, "username"), _s(v, "password-env")
+    password_file = _s(v, "password-file")
+    if _s(v, "password"):
+        notices.append("setting $GITSYNC_PASSWORD from deprecated --password")
+        password = _s(v, "password")
+    plain_repo, url_user, url_password = strip_url_credentials(repo)
+    if username:
+        if not password and not password_file:
+            raise fail(
+                "required flag: $GITSYNC_PASSWORD or --password-file must be specified when "
+                "--username is specified"
+            )
+        if password and password_file:
+            raise fail(
+                "invalid flag: only one of $GITSYNC_PASSWORD and --password-file may be specified"
+            )
+        if url_user or url_password is not None:
+            raise fail(
+                "invalid flag: credentials may not be specified in --repo when --username is "
+                "specified"
+            )
+    else:
+        if password:
+            raise fail(
+                "invalid flag: $GITSYNC_PASSWORD may only be specified when --username is specified"
+            )
+        if password_file:
+            raise fail(
+                "invalid flag: --password-file may only be specified when --username is specified"
+            )
+        if url_user:
+            # As upstream: credentials embedded in an http(s) URL move to the credential store.
+            repo, username, password = plain_repo, url_user, url_password or ""
+
+    credentials: list[Credential] = []
+    raw_credentials = v["credential"]
+    assert isinstance(raw_credentials, list)
+    for item in raw_credentials:
+        assert isinstance(item, dict)
+        cred = Credential(
+            url=item.get("url", ""),
+            username=item.get("username", ""),
+            password=item.get("password", ""),
+            password_file=item.get("password-file", ""),
+        )
+        if not cred.url:
+            raise fail("invalid flag: --credential URL must be specified")
+        if not cred.username:
+            raise fail("invalid flag: --credential username must be specified")
+        if not cred.password and not cred.password_file:
+            raise fail("invalid flag: --credential password or password-file must be specified")
+        if cred.password and cred.password_file:
+            raise fail(
+                "invalid flag: only one of --credential password and password-file may be specified"
+            )
+        credentials.append(cred)
+    if username:
+        credentials.insert(0, Credential(repo, username, password, password_file))
+    return repo, tuple(credentials)
+
+
+def _github_app(v: Mapping[str, Value]) -> GitHubAppSettings | None:
+    fail = ConfigError
+    app_id, client_id = _i(v, "github-app-application-id"), _s(v, "github-app-client-id")
+    app_key, app_key_file = _s(v, "github-app-private-key"), _s(v, "github-app-private-key-file")
+    installation = _i(v, "github-app-installation-id")
+    if app_id or client_id:
+        if app_id and client_id:
+            raise fail(
+                "invalid flag: only one of --github-app-application-id or --github-app-client-id "
+                "may be specified"
+            )
+        if not installation:
+            raise fail(
+                "invalid flag: --github-app-installation-id must be specified when "
+                "--github-app-application-id or --github-app-client-id are specified"
+            )
+        if not app_key and not app_key_file:
+            raise fail(
+                "invalid flag: $GITSYNC_GITHUB_APP_PRIVATE_KEY or --github-app-private-key-file "
+                "must be specified when --github-app-application-id or --github-app-client-id "
+                "are specified"
+            )
+        if app_key and app_key_file:
+            raise fail(
+                "invalid flag: only one of $GITSYNC_GITHUB_APP_PRIVATE_KEY or "
+                "--github-app-private-key-file may be specified"
+            )
+        if _s(v, "username"):
+            raise fail(
+                "invalid flag: --username may not be specified when "
+                "--github-app-private-key-file is specified"
+            )
+    elif installation:
+        raise fail(
+            "invalid flag: --github-app-installation-id may only be specified when "
+            "--github-app-private-key-file is specified"
+        )
+    return (
+        GitHubAppSettings(
+            base_url=_s(v, "github-base-url"),
+            private_key=app_key,
+            private_key_file=app_key_file,
+            issuer=client_id or str(app_id),
+            installation_id=installation,
+        )
+        if app_id or client_id
+        else None
+    )
+
+
 def build(raw: RawValues) -> Config:
     v = raw.values
     notices: list[str] = []
@@ -277,111 +394,8 @@ def build(raw: RawValues) -> Config:
         if _d(v, "webhook-backoff") < 1:
             raise fail("invalid flag: --webhook-backoff must be at least 1s")
 
-    username, password = _s(v, "username"), _s(v, "password-env")
-    password_file = _s(v, "password-file")
-    if _s(v, "password"):
-        notices.append("setting $GITSYNC_PASSWORD from deprecated --password")
-        password = _s(v, "password")
-    plain_repo, url_user, url_password = strip_url_credentials(repo)
-    if username:
-        if not password and not password_file:
-            raise fail(
-                "required flag: $GITSYNC_PASSWORD or --password-file must be specified when "
-                "--username is specified"
-            )
-        if password and password_file:
-            raise fail(
-                "invalid flag: only one of $GITSYNC_PASSWORD and --password-file may be specified"
-            )
-        if url_user or url_password is not None:
-            raise fail(
-                "invalid flag: credentials may not be specified in --repo when --username is "
-                "specified"
-            )
-    else:
-        if password:
-            raise fail(
-                "invalid flag: $GITSYNC_PASSWORD may only be specified when --username is specified"
-            )
-        if password_file:
-            raise fail(
-                "invalid flag: --password-file may only be specified when --username is specified"
-            )
-        if url_user:
-            # As upstream: credentials embedded in an http(s) URL move to the credential store.
-            repo, username, password = plain_repo, url_user, url_password or ""
-
-    credentials: list[Credential] = []
-    raw_credentials = v["credential"]
-    assert isinstance(raw_credentials, list)
-    for item in raw_credentials:
-        assert isinstance(item, dict)
-        cred = Credential(
-            url=item.get("url", ""),
-            username=item.get("username", ""),
-            password=item.get("password", ""),
-            password_file=item.get("password-file", ""),
-        )
-        if not cred.url:
-            raise fail("invalid flag: --credential URL must be specified")
-        if not cred.username:
-            raise fail("invalid flag: --credential username must be specified")
-        if not cred.password and not cred.password_file:
-            raise fail("invalid flag: --credential password or password-file must be specified")
-        if cred.password and cred.password_file:
-            raise fail(
-                "invalid flag: only one of --credential password and password-file may be specified"
-            )
-        credentials.append(cred)
-    if username:
-        credentials.insert(0, Credential(repo, username, password, password_file))
-
-    app_id, client_id = _i(v, "github-app-application-id"), _s(v, "github-app-client-id")
-    app_key, app_key_file = _s(v, "github-app-private-key"), _s(v, "github-app-private-key-file")
-    installation = _i(v, "github-app-installation-id")
-    if app_id or client_id:
-        if app_id and client_id:
-            raise fail(
-                "invalid flag: only one of --github-app-application-id or --github-app-client-id "
-                "may be specified"
-            )
-        if not installation:
-            raise fail(
-                "invalid flag: --github-app-installation-id must be specified when "
-                "--github-app-application-id or --github-app-client-id are specified"
-            )
-        if not app_key and not app_key_file:
-            raise fail(
-                "invalid flag: $GITSYNC_GITHUB_APP_PRIVATE_KEY or --github-app-private-key-file "
-                "must be specified when --github-app-application-id or --github-app-client-id "
-                "are specified"
-            )
-        if app_key and app_key_file:
-            raise fail(
-                "invalid flag: only one of $GITSYNC_GITHUB_APP_PRIVATE_KEY or "
-                "--github-app-private-key-file may be specified"
-            )
-        if _s(v, "username"):
-            raise fail(
-                "invalid flag: --username may not be specified when "
-                "--github-app-private-key-file is specified"
-            )
-    elif installation:
-        raise fail(
-            "invalid flag: --github-app-installation-id may only be specified when "
-            "--github-app-private-key-file is specified"
-        )
-    github_app = (
-        GitHubAppSettings(
-            base_url=_s(v, "github-base-url"),
-            private_key=app_key,
-            private_key_file=app_key_file,
-            issuer=client_id or str(app_id),
-            installation_id=installation,
-        )
-        if app_id or client_id
-        else None
-    )
+    repo, credentials = _auth(v, repo, notices)
+    github_app = _github_app(v)
 
     if not _s(v, "http-bind"):
         if _b(v, "http-metrics"):
@@ -440,7 +454,7 @@ def build(raw: RawValues) -> Config:
         webhook_success_status=webhook_status,
         webhook_timeout=_d(v, "webhook-timeout"),
         webhook_backoff=_d(v, "webhook-backoff"),
-        credentials=tuple(credentials),
+        credentials=credentials,
         ssh_key_files=tuple(str(key) for key in ssh_keys),
         ssh_known_hosts=_b(v, "ssh-known-hosts"),
         ssh_known_hosts_file=_s(v, "ssh-known-hosts-file"),

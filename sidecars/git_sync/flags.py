@@ -208,7 +208,7 @@ def _convert(flag: Flag, text: str, where: str) -> Value:
         if flag.kind is Kind.STRING:
             return text
         if flag.kind is Kind.INT:
-            return int(text, 0) if text.lower().startswith(("0x", "0o", "0b")) else int(text)
+            return _go_int(text)
         if flag.kind is Kind.BOOL:
             if text in _TRUE:
                 return True
@@ -224,6 +224,14 @@ def _convert(flag: Flag, text: str, where: str) -> Value:
         return _credentials(text)
     except (ValueError, DurationError) as err:
         raise ValueError(f"invalid value {text!r} for {where}: {err}") from None
+
+
+def _go_int(text: str) -> int:
+    """strconv.ParseInt(s, 0, 64), as pflag: 0x/0o/0b prefixes, a leading 0 means octal."""
+    body = text.lstrip("+-")
+    if len(body) > 1 and body[0] == "0" and body[1:].replace("_", "").isdigit():
+        return int(text[: len(text) - len(body)] + "0o" + body[1:], 0)
+    return int(text, 0) if body[:2].lower() in ("0x", "0o", "0b") else int(text)
 
 
 def _credentials(text: str) -> list[dict[str, str]]:

@@ -120,7 +120,7 @@ class HookRunner:
                 started = time.monotonic()
                 try:
                     await self.hook(sha)
-                except (HookError, OSError, TimeoutError) as err:
+                except Exception as err:  # a hook failure of any kind is retried, never fatal
                     metrics.hook_run_count.labels(self.name, metrics.ERROR).inc()
                     self.log.error(err, "hook failed", hash=sha, attempt_seconds=_since(started))
                     if not self.first_result.done():

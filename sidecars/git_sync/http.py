@@ -8,6 +8,9 @@ header and body sizes, so a probe or a webhook can never make us buffer without 
 from __future__ import annotations
 
 import asyncio
+import io
+import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,9 +55,11 @@ class HttpEndpoint:
         trigger_secret: Callable[[], bytes] | None,
         on_trigger: Callable[[], None],
         log: Logger,
+        debug_enabled: bool = False,
     ) -> None:
         self.state = state
         self.metrics_enabled = metrics_enabled
+        self.debug_enabled = debug_enabled
         self.trigger_secret = trigger_secret
         self.on_trigger = on_trigger
         self.log = log
@@ -90,6 +95,8 @@ class HttpEndpoint:
             return self._trigger(request)
         if path == "/metrics" and self.metrics_enabled:
             return 200, CONTENT_TYPE_LATEST, generate_latest()
+        if path.startswith("/debug/pprof/") and self.debug_enabled:
+            return 200, "text/plain; charset=utf-8", _stack_dump().encode()
         if path == "/":
             if self.state.ready:
                 return 200, "text/plain", b""
@@ -110,6 +117,19 @@ class HttpEndpoint:
         self.log.info(1, "sync triggered over HTTP")
         self.on_trigger()
         return 202, "text/plain", b"sync scheduled\n"
+
+
+def _stack_dump() -> str:
+    """``--http-pprof``'s Python equivalent of Go's goroutine dump: every asyncio task's and
+    thread's stack."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"task {task.get_name()} {task.get_coro()!r}\n")
+        task.print_stack(limit=20, file=out)
+        out.write("\n")
+    for ident, frame in sys._current_frames().items():
+        out.write(f"thread {ident}\n{''.join(traceback.format_stack(frame, limit=20))}\n")
+    return out.getvalue()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:

@@ -164,3 +164,31 @@ def test_a_push_shows_up_in_nginx(
         finally:
             for container in reversed(started):
                 container.stop()
+
+
+def test_as_pid1_without_tini_it_forwards_sigterm(git_sync_image: str) -> None:
+    """Started as PID 1 (no tini), git-sync re-runs itself as a child like upstream, forwards
+    SIGTERM to it and exits cleanly."""
+    from testcontainers.core.container import DockerContainer
+
+    container = (
+        DockerContainer(git_sync_image)
+        .with_kwargs(entrypoint=["/opt/podpatterns/bin/git-sync"])
+        .with_command("--repo=file:///nowhere.git --root=/tmp/r --period=100ms --max-failures=-1")
+    )
+    container.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and b"error syncing repo" not in container.get_logs()[1]:
+            time.sleep(0.2)
+        stderr = container.get_logs()[1].decode()
+        assert "detected pid 1, running init handler" in stderr
+        assert "error syncing repo" in stderr
+        wrapped = container.get_wrapped_container()
+        began = time.monotonic()
+        wrapped.stop(timeout=10)
+        assert time.monotonic() - began < 5
+        wrapped.reload()
+        assert wrapped.attrs["State"]["ExitCode"] == 0
+    finally:
+        container.stop()

@@ -4,7 +4,8 @@ containers actually get (non-root, read-only root, no capabilities, no new privi
 
 - web: nginx serves the commit git-sync published, and a new push appears;
 - cache: the demo app's writes reach the Redis master and its reads a replica, via the ambassador;
-- metrics: the app's StatsD arrives as Prometheus series on the adapter's /metrics.
+- metrics: the app's StatsD and the JVM's JMX (through Jolokia) arrive as Prometheus series on
+  the adapter's /metrics.
 
 What the tests change in the rendered YAML, and why (nothing else is touched):
 - every containerPort gets a free hostPort on 127.0.0.1: podman 4.3 publishes containerPorts on
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fixtures.docker_images import IMAGE_TAGS
+from tests.fixtures.docker_images import IMAGE_TAGS, ensure_image
 from tests.fixtures.git_remote import GitRemote, make_git_remote
 from tests.fixtures.kustomize import Document, find, pod_spec, render
 from tests.fixtures.podman import Podman, wait_for
@@ -118,8 +119,14 @@ def _assert_hardened(podman: Podman, container: str) -> None:
 
 
 def _container(podman: Podman, workload: str, container: str) -> str:
+    """The podman name of a container in the pod ``kube play`` made for ``workload``: podman names
+    it ``<pod>-<container>``; the pod of a Pod has its name, that of a Deployment
+    ``<workload>-pod-0`` (podman 4) or ``<workload>-pod``."""
+    pods = podman.run("pod", "ps", "--format", "{{.Name}}").split()
     names = podman.run("ps", "-a", "--format", "{{.Names}}").split()
-    matches = [n for n in names if n.startswith(f"{workload}-") and n.endswith(f"-{container}")]
+    ours = [pod for pod in pods if pod == workload or pod.startswith(f"{workload}-pod")]
+    wanted = {f"{pod}-{container}" for pod in ours}
+    matches = [name for name in names if name in wanted]
     assert len(matches) == 1, f"no single container {container} of {workload} in {names}"
     return matches[0]
 
@@ -128,7 +135,7 @@ def test_web_pod_serves_the_synced_commit_and_follows_pushes(
     podman: Podman, tmp_path: Path
 ) -> None:
     require_program("git")
-    podman.load(IMAGE_TAGS["git-sync"], NGINX_IMAGE)
+    podman.load(ensure_image("git-sync"), NGINX_IMAGE)
     remote = make_git_remote(tmp_path / "remote")
     # The pod's users (65533) read the repository through the hostPath mount.
     for directory in (tmp_path, remote.bare.parent):
@@ -220,7 +227,7 @@ def _redis_calls(podman: Podman, container: str) -> dict[str, int]:
 def test_cache_pod_sends_writes_to_the_master_and_reads_to_a_replica(
     podman: Podman, tmp_path: Path
 ) -> None:
-    podman.load(IMAGE_TAGS["redis-ambassador"], REDIS_IMAGE)
+    podman.load(ensure_image("redis-ambassador"), REDIS_IMAGE)
     docs = render("base/cache")
     addresses: dict[str, str] = {}
     nodes: dict[str, str] = {}
@@ -300,8 +307,8 @@ def _series(text: str, name: str) -> list[tuple[str, float]]:
     return [(m[1] or "", float(m[2])) for m in re.finditer(pattern, text, re.MULTILINE)]
 
 
-def test_metrics_pod_exposes_the_apps_statsd_as_prometheus_series(podman: Podman) -> None:
-    podman.load(IMAGE_TAGS["metrics-adapter"], PYTHON_IMAGE)
+def test_metrics_pod_exposes_statsd_and_jmx_as_prometheus_series(podman: Podman) -> None:
+    podman.load(ensure_image("metrics-adapter"), ensure_image("jmx-demo"), PYTHON_IMAGE)
     docs = render("base/metrics")
     deployment = find(docs, "Deployment", "metrics-demo")
     deployment["spec"]["replicas"] = 1
@@ -310,10 +317,11 @@ def test_metrics_pod_exposes_the_apps_statsd_as_prometheus_series(podman: Podman
     ports = _publish_on_loopback(spec)
     podman.play([*(d for d in docs if d["kind"] == "ConfigMap"), deployment], "metrics-demo")
     app = _container(podman, "metrics-demo", "app")
+    jvm = _container(podman, "metrics-demo", "jvm-app")
     adapter = _container(podman, "metrics-demo", "metrics-adapter")
 
     def logs() -> str:
-        return "\n".join(podman.logs(c) for c in (adapter, app))
+        return "\n".join(podman.logs(c) for c in (adapter, app, jvm))
 
     def ok(url: str) -> bool:
         response = _get(url)
@@ -340,10 +348,22 @@ def test_metrics_pod_exposes_the_apps_statsd_as_prometheus_series(podman: Podman
     wait_for("the app's requests to be counted", counted, 30, lambda: scraped() + logs())
     text = scraped()
     assert _series(text, "demo_http_request_duration_seconds_count") == [("", requests_made)]
-    assert _series(text, "demo_queue_depth"), "the app's gauge is missing"
-    # jmx.yml points at a Jolokia on 127.0.0.1:8778; this demo app is no JVM, so the JMX source
-    # reports the failed scrape and the rest of /metrics is unaffected (checked above).
-    assert _series(text, "jmx_scrape_error") == [("", 1.0)]
 
-    for container in (app, adapter):
+    # The app reports its gauge every 5 s (the first one may precede the adapter's start).
+    def gauge_arrived() -> bool:
+        return bool(_series(scraped(), "demo_queue_depth"))
+
+    wait_for("the app's gauge", gauge_arrived, 20, lambda: scraped() + logs())
+
+    # JMX: jmx.yml's rules over the JVM's MBeans, read through Jolokia on 127.0.0.1:8778.
+    def jmx_scraped() -> bool:
+        return _series(scraped(), "jmx_scrape_error") == [("", 0.0)]
+
+    wait_for("a successful JMX scrape", jmx_scraped, 60, lambda: scraped() + logs())
+    text = scraped()
+    heap = dict(_series(text, "jvm_memory_used_bytes"))
+    assert heap.get('{area="Heap"}', 0) > 0, f"no JVM heap series:\n{text}"
+    assert _series(text, "jvm_threads") and _series(text, "jvm_threads")[0][1] > 0
+    assert any(name.startswith("demo_requests") for name in re.findall(r"^(\w+)\{", text, re.M))
+    for container in (app, jvm, adapter):
         _assert_hardened(podman, container)

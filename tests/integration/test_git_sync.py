@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -576,6 +577,21 @@ def _read_quietly(path: Path) -> str:
         return ""
 
 
+def test_http_pprof_serves_a_stack_dump(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
+) -> None:
+    port = unused_port()
+    start_git_sync(
+        *common(git_remote.url, tmp_path / "root", "--period=1s"),
+        f"--http-bind=127.0.0.1:{port}",
+        "--http-pprof",
+    )
+    url = f"http://127.0.0.1:{port}/debug/pprof/goroutine"
+    wait_for(lambda: http_get(url)[0] == 200, what="pprof endpoint")
+    body = http_get(url)[1]
+    assert "task" in body and "thread" in body
+
+
 def test_metrics_use_upstream_names(
     git_remote: GitRemote, tmp_path: Path, start_git_sync: Start, unused_port: Callable[[], int]
 ) -> None:
@@ -591,6 +607,7 @@ def test_metrics_use_upstream_names(
         return http_get(f"http://127.0.0.1:{port}/metrics")[1]
 
     wait_for(lambda: metric(scraped(), "git_sync_count_total", 'status="noop"') >= 2, what="noops")
+    assert http_get(f"http://127.0.0.1:{port}/debug/pprof/")[0] == 404  # only with --http-pprof
     text = scraped()
     assert metric(text, "git_sync_count_total", 'status="success"') == 1
     assert metric(text, "git_fetch_count_total") == 1
@@ -797,7 +814,7 @@ def test_sync_timeout_abandons_a_stuck_sync_cleanly(
     armed.touch()
     root = tmp_path / "root"
     sync = start_git_sync(
-        *common(git_remote.url, root, "--sync-timeout=2s", f"--git={wrapper}", "--max-failures=0")
+        *common(git_remote.url, root, "--sync-timeout=5s", f"--git={wrapper}", "--max-failures=0")
     )
     assert sync.wait_exit(timeout=30) == 1
     assert started.exists()
@@ -811,13 +828,13 @@ def test_stale_worktree_timeout_keeps_old_trees_for_a_while(
 ) -> None:
     root = tmp_path / "root"
     link = root / "current"
-    start_git_sync(*common(git_remote.url, root, "--period=50ms", "--stale-worktree-timeout=2s"))
+    start_git_sync(*common(git_remote.url, root, "--period=50ms", "--stale-worktree-timeout=4s"))
     first = git_remote.head()
     wait_for(lambda: published_hash(link) == first, what="first sync")
     second = git_remote.commit({"index.html": "two"})
     wait_for(lambda: published_hash(link) == second, what="second sync")
     assert (root / ".worktrees" / first).exists()
-    wait_for(lambda: not (root / ".worktrees" / first).exists(), timeout=10, what="expiry")
+    wait_for(lambda: not (root / ".worktrees" / first).exists(), timeout=20, what="expiry")
 
 
 def test_unresolvable_host_is_a_counted_failure(tmp_path: Path, start_git_sync: Start) -> None:
@@ -1131,3 +1148,36 @@ def test_github_app_jwt_verifies_with_openssl(tmp_path: Path, fmt: str) -> None:
         check=False,
     )
     assert verified.stdout.strip() == "Verified OK"
+
+
+def test_changing_repos_with_storage_intact(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    from tests.fixtures.git_remote import make_git_remote
+
+    other = make_git_remote(tmp_path / "other")
+    other.commit({"index.html": "<h1>other repo</h1>\n"})
+    root = tmp_path / "root"
+    first = start_git_sync(*common(git_remote.url, root, "--one-time"))
+    assert first.wait_exit() == 0
+    second = start_git_sync(*common(other.url, root, "--one-time"))
+    assert second.wait_exit() == 0, second.logs()
+    assert (root / "current" / "index.html").read_text() == "<h1>other repo</h1>\n"
+    assert published_hash(root / "current") == other.head()
+
+
+def test_a_moving_tag_is_followed_both_ways(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    first = git_remote.tag("release", annotated=True)
+    root = tmp_path / "root"
+    start_git_sync(*common(git_remote.url, root, "--ref=release", "--period=50ms"))
+    wait_for(lambda: published_hash(root / "current") == first, what="tag published")
+    second_commit = git_remote.commit({"index.html": "two"})
+    assert git_remote.tag("release", annotated=True) == second_commit
+    wait_for(lambda: published_hash(root / "current") == second_commit, what="tag moved forward")
+    assert git_remote.tag("release", ref=first, annotated=True) == first
+    wait_for(lambda: published_hash(root / "current") == first, what="tag moved back")
+    git_remote.commit({"index.html": "three"})  # the branch moves, the tag does not
+    time.sleep(0.5)  # ten polls
+    assert published_hash(root / "current") == first

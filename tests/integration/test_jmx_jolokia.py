@@ -60,7 +60,10 @@ rules:
 
 def write_config(tmp_path: Path, url: str, body: str = DEMO_RULES, name: str = "jmx.yml") -> str:
     path = tmp_path / name
-    path.write_text(f"jolokiaUrl: {url}\ntimeout: 2\n{body}")
+    # A cold JVM's first scrape (list + read) on a loaded 2-core machine can take seconds.
+    if "timeout:" not in body:
+        body = "timeout: 15\n" + body
+    path.write_text(f"jolokiaUrl: {url}\n{body}")
     return str(path)
 
 

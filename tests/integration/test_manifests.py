@@ -6,8 +6,10 @@ rules of the project (a table of rules below, each one a function of container a
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -16,6 +18,8 @@ import yaml
 
 from tests.fixtures.docker_images import IMAGE_TAGS
 from tests.fixtures.kustomize import (
+    MANIFESTS,
+    REPO_ROOT,
     WORKLOAD_KINDS,
     Document,
     containers,
@@ -310,7 +314,7 @@ def test_the_demo_overlay_namespaces_everything_under_the_restricted_standard() 
             assert doc["metadata"]["namespace"] == "podpatterns-demo", doc["metadata"]["name"]
 
 
-def test_project_images_are_the_ones_make_images_builds() -> None:
+def test_project_images_are_the_ones_the_repository_builds() -> None:
     used = {
         c["image"]
         for k in KUSTOMIZATIONS
@@ -319,6 +323,8 @@ def test_project_images_are_the_ones_make_images_builds() -> None:
         if c["image"].startswith("podpatterns/")
     }
     assert used == set(IMAGE_TAGS.values())
+    for name in IMAGE_TAGS:
+        assert (REPO_ROOT / "images" / f"{name}.Dockerfile").is_file(), name
 
 
 def test_git_sync_is_a_plain_container_by_default() -> None:
@@ -418,3 +424,43 @@ def test_every_pod_is_fenced_by_a_network_policy(kustomization: str) -> None:
                 for port in rule.get("ports", []):
                     if isinstance(port["port"], str):
                         assert port["port"] in port_names, f"{name}: no port {port['port']}"
+
+
+def _checkov() -> str:
+    """checkov from its own venv (``make manifests-check`` creates .venv-checkov), or PATH."""
+    local = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
+    return str(local) if local.exists() else require_program("checkov")
+
+
+def test_checkov_finds_nothing_unjustified_in_the_overlays(tmp_path: Path) -> None:
+    checkov = _checkov()
+    overlays = [k for k in KUSTOMIZATIONS if k.startswith("overlays/")]
+    for overlay in overlays:
+        documents = render(overlay)
+        (tmp_path / f"{overlay.replace('/', '_')}.yaml").write_text(yaml.safe_dump_all(documents))
+    done = subprocess.run(
+        [
+            checkov,
+            "--config-file",
+            str(MANIFESTS / ".checkov.yaml"),
+            "-d",
+            str(tmp_path),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    reports = json.loads(done.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        f"{f['check_id']} {f['check_name']}: {f['resource']}"
+        for report in reports
+        for f in report["results"]["failed_checks"]
+    ]
+    passed = sum(report["summary"]["passed"] for report in reports)
+    assert not failed, "\n".join(failed)
+    assert passed > 100 * len(overlays), f"checkov checked too little: {passed} passed"
+    assert done.returncode == 0, done.stderr

@@ -273,3 +273,29 @@ def test_large_values_pass_through_intact(stack: tuple[RedisSet, AmbassadorProce
     assert client.set("big", value)
     assert client.get("big") == value
     assert client.strlen("big") == len(value)
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_reply_is_streamed_not_held_whole(
+    stack: tuple[RedisSet, AmbassadorProcess],
+) -> None:
+    """A 64 MiB value read through the ambassador: its peak memory grows by far less than
+    the value (the reply is passed on as it arrives)."""
+    nodes, amb = stack
+    reset(nodes)
+    value = b"v" * (64 * 1024 * 1024)
+    nodes.master.client().set("huge", value)
+    nodes.master.client().execute_command("WAIT", 2, 5000)
+    client = amb.client()
+    assert client.get("warm-up") is None
+    before = _peak_rss_kib(amb.process.pid)
+    assert client.get("huge") == value
+    growth_mib = (_peak_rss_kib(amb.process.pid) - before) / 1024
+    assert growth_mib < 24, f"peak RSS grew by {growth_mib:.0f} MiB for a 64 MiB reply"
+    nodes.master.client().delete("huge")

@@ -3,6 +3,7 @@ back, stale reads with a lagging replica, malformed clients, limits, SIGTERM, ba
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def test_master_down_without_sentinel(
     redis_set.master.client().execute_command("WAIT", 2, 2000)
     redis_set.master.stop()
     deadline = time.monotonic() + 10
-    while replica_first.http("/ready")[0] != 503:
+    while replica_first.http("/ready")[0] != 503 or master_only.http("/ready")[0] != 503:
         assert time.monotonic() < deadline, "never noticed the master was down"
         time.sleep(0.05)
 
@@ -254,3 +255,38 @@ def test_config_error_exits_1_with_one_line() -> None:
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0
     assert "--read-policy" in done.stderr
+
+
+def test_a_hung_replica_is_abandoned_after_the_upstream_timeout(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    """SIGSTOP a replica: its TCP stays open but nothing answers. Reads sent to it are re-sent
+    elsewhere after --upstream-timeout; the client sees slow replies, not errors."""
+    amb = ambassador_factory(
+        ambassador_args(redis_set, "--read-policy", "prefer-replica", "--upstream-timeout", "300ms")
+    )
+    client = amb.client()
+    client.set("k", "v")
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    frozen = redis_set.replicas[0]
+    assert frozen.process is not None
+    frozen.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert [client.get("k") for _ in range(20)] == [b"v"] * 20
+        assert time.monotonic() - started < 5
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+    assert amb.metric("redis_ambassador_retries_total", reason="upstream_lost") >= 1
+
+
+def test_idle_clients_are_closed(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--client-idle-timeout", "500ms"))
+    with socket.create_connection(("127.0.0.1", amb.port), timeout=5) as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(64) == b"+PONG\r\n"
+        started = time.monotonic()
+        assert sock.recv(64) == b""  # closed by the ambassador
+        assert 0.3 < time.monotonic() - started < 3

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 import redis
 
 from tests.fixtures.redis_nodes import (
@@ -219,3 +221,29 @@ def test_select_applies_on_replicas_too(
     assert client.get("in-db3") == b"three"
     assert client.get("in-db3") == b"three"
     assert sum(command_calls(r, "get") for r in redis_set.replicas) == 2
+
+
+def test_nodes_with_a_password(
+    redis_set_factory: Callable[..., RedisSet],
+    ambassador_factory: Callable[..., AmbassadorProcess],
+    tmp_path: Path,
+) -> None:
+    """The ambassador authenticates its own health checks (password from a file); the app
+    authenticates itself, and its AUTH is replayed on the replicas it reads from."""
+    nodes = redis_set_factory(2, "n0de-secret")
+    secret_file = tmp_path / "upstream-password"
+    secret_file.write_text("n0de-secret\n")
+    amb = ambassador_factory(
+        ambassador_args(
+            nodes, "--read-policy", "replica", "--upstream-password-file", str(secret_file)
+        )
+    )
+    app = redis.Redis(host="127.0.0.1", port=amb.port, password="n0de-secret")
+    app.set("k", "v")
+    nodes.master.client().execute_command("WAIT", 2, 2000)
+    reset_stats(nodes)
+    assert [app.get("k") for _ in range(10)] == [b"v"] * 10
+    assert sum(command_calls(r, "get") for r in nodes.replicas) == 10
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=amb.port).get("k")
+    assert "n0de-secret" not in amb.log()

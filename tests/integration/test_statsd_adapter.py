@@ -291,6 +291,7 @@ def test_max_series_flag(start_adapter: Callable[..., Adapter]) -> None:
     adapter.send_udp(b"\n".join(f"ids:1|c|#id:{i}".encode() for i in range(50)))
     adapter.wait_for('statsd_exporter_series_dropped_total{reason="max_series"}', 45)
     assert adapter.samples()["statsd_exporter_series"] == 5
+    assert adapter.log.count("series limit reached") == 1  # once, not 45 times
 
 
 def test_ttl_expires_series(start_adapter: Callable[..., Adapter]) -> None:
@@ -330,3 +331,32 @@ def test_existing_unixgram_path_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "already exists" in done.stderr
     assert path.read_text() == "someone else's"  # not removed on the way out
+
+
+def test_sets_behind_a_flag(start_adapter: Callable[..., Adapter]) -> None:
+    plain = start_adapter()
+    plain.send_udp(b"visitors:alice|s\nvisitors:42|s")  # rejected like upstream
+    plain.wait_for('statsd_exporter_sample_errors_total{reason="illegal_event"}', 1)
+    assert plain.samples()['statsd_exporter_sample_errors_total{reason="malformed_value"}'] == 1
+    with_sets = start_adapter("--statsd.enable-sets")
+    client = statsd.StatsClient("127.0.0.1", with_sets.statsd_port)
+    for member in ("alice", "bob", "alice", "carol"):
+        client.set("visitors", member)
+    with_sets.wait_for('statsd_exporter_events_total{type="set"}', 4)
+    assert with_sets.samples()["visitors"] == 0  # the previous scrape closed the interval
+    client.set("visitors", "dave")
+    with_sets.wait_for('statsd_exporter_events_total{type="set"}', 5)
+    assert "# TYPE visitors gauge" in with_sets.metrics_text()
+
+
+def test_http_reload_reports_a_bad_config(
+    start_adapter: Callable[..., Adapter], tmp_path: Path
+) -> None:
+    adapter = start_adapter("--web.enable-lifecycle")
+    (tmp_path / "mapping0.yml").write_text("mappings:\n- match: a.b\n  name: x\n  ttl: soon\n")
+    response = requests.post(f"{adapter.url}/-/reload", timeout=10)
+    assert response.status_code == 500
+    assert "ttl: invalid duration 'soon'" in response.text
+    samples = adapter.samples()
+    assert samples['statsd_exporter_config_reloads_total{outcome="failure"}'] == 1
+    assert samples["statsd_exporter_loaded_mappings"] == 3  # the previous config still runs

@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.metrics.appstats import json_sources
 from adapters.metrics.appstats.config import parse_targets
+from adapters.metrics.appstats.extract import extract
 from adapters.metrics.appstats.formats import FormatError, parse
 from adapters.metrics.appstats.jsonpath import JsonPath, Template
 from adapters.metrics.appstats.source import AppStatsSource
@@ -270,3 +273,91 @@ def test_json_sources_reads_files(tmp_path: Path) -> None:
     bad.write_text("targets: [unclosed")
     with pytest.raises(ConfigError, match=r"--json.config .*bad.yml: invalid YAML"):
         json_sources([str(bad)])
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["counter", "values", "id", "state", "count", "x"]),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=_JSON)
+def test_any_document_extracts_without_raising(document: Any) -> None:
+    targets = parse_targets(yaml.safe_load(EXAMPLE_CONFIG))
+    extract(targets[0].module.metrics, document, ())
+
+
+def test_http_client_config_sends_credentials() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"n": 1})
+
+    config = """
+    targets:
+    - {url: "http://a.invalid/", name: a, module: basic}
+    - {url: "http://b.invalid/", name: b, module: bearer}
+    modules:
+      basic:
+        http_client_config: {basic_auth: {username: mon, password: s3cret}}
+        metrics: [{name: n, path: "{.n}"}]
+      bearer:
+        http_client_config: {bearer_token: tok3n}
+        metrics: [{name: m, path: "{.n}"}]
+    """
+    got = series(_scrape(config, handler))
+    assert got["n"] == 1 and got["m"] == 1
+    auth = {r.url.host: r.headers.get("authorization") for r in seen}
+    assert auth["a.invalid"] == "Basic bW9uOnMzY3JldA=="
+    assert auth["b.invalid"] == "Bearer tok3n"
+    targets = parse_targets(yaml.safe_load(textwrap.dedent(config)))
+    assert "s3cret" not in repr(targets) and "tok3n" not in repr(targets)
+
+
+def test_unknown_http_client_config_keys_are_errors() -> None:
+    with pytest.raises(ConfigError, match=r"http_client_config: unknown key 'oauth2'"):
+        parse_targets(
+            {
+                "targets": [{"url": "http://x/"}],
+                "modules": {
+                    "default": {
+                        "http_client_config": {"oauth2": {}},
+                        "metrics": [{"name": "a", "path": "{.a}"}],
+                    }
+                },
+            }
+        )
+
+
+def test_epoch_timestamp_sets_sample_times() -> None:
+    config = """
+    targets: [{url: "http://a.invalid/"}]
+    modules:
+      default:
+        metrics:
+        - {name: temp, path: "{.t}", epochTimestamp: "{.at}"}
+        - name: sensor
+          type: object
+          path: "{.sensors[*]}"
+          epochTimestamp: "{.at}"
+          labels: {id: "{.id}"}
+          values: {reading: "{.v}"}
+    """
+    document = {
+        "t": 21.5,
+        "at": 1700000000000,
+        "sensors": [{"id": "s1", "v": 3, "at": 1700000001500}],
+    }
+    text = _scrape(config, lambda request: httpx.Response(200, json=document))
+    assert "temp 21.5 1700000000000" in text
+    assert 'sensor_reading{id="s1"} 3.0 1700000001500' in text

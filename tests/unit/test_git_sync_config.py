@@ -114,6 +114,9 @@ def test_defaults_match_upstream() -> None:
         (["--one-time=false"], {"GITSYNC_ONE_TIME": "true"}, "one_time", False),
         ([], {"GITSYNC_ONE_TIME": "T"}, "one_time", True),
         (["--depth=0"], {}, "depth", 0),
+        (["--depth=0x10"], {}, "depth", 16),
+        (["--depth=010"], {}, "depth", 8),
+        (["--max-failures=-3"], {}, "max_failures", -3),
         (["--sync-on-signal=SIGHUP"], {}, "sync_on_signal", 1),
         (["--sync-on-signal=HUP"], {}, "sync_on_signal", 1),
         (["--sync-on-signal=10"], {}, "sync_on_signal", 10),
@@ -321,3 +324,27 @@ def test_trigger_signatures() -> None:
     assert not authorized(secret, {"X-Gitlab-Token": "nope"}, body)
     assert not authorized(secret, {}, body)
     assert not authorized(b"", {"X-Gitlab-Token": ""}, body)
+
+
+# -- redaction -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("fatal: https://bob:hunter22@h/r.git", "fatal: https://bob:REDACTED@h/r.git"),
+        (
+            "http://u:p@127.0.0.1:8080/x and ssh://git@h/x",
+            "http://u:REDACTED@127.0.0.1:8080/x and ssh://git@h/x",
+        ),
+        ("password was s3cret-Passw0rd", "password was REDACTED"),
+        ("nothing secret here", "nothing secret here"),
+    ],
+)
+def test_redactor(text: str, expected: str) -> None:
+    from sidecars.git_sync.jsonlog import Redactor
+
+    redact = Redactor()
+    redact.add("s3cret-Passw0rd")
+    redact.add("x")  # too short to redact safely: ignored
+    assert redact(text) == expected

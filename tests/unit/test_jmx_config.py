@@ -26,14 +26,21 @@ URL = "jolokiaUrl: http://127.0.0.1:8778/jolokia\n"
         (URL + "rules:\n- pattern: x\n  help: h", "must provide name, if help or labels are given"),
         (URL + "rules:\n- pattern: x\n  labels: {}", "must provide name, if help or labels"),
         (URL + "rules:\n- pattern: '(a)'\n  name: x_$2", "rules[0].name: no group 2"),
-        (URL + "rules:\n- pattern: a\n  name: x\n  type: SUMMARY", "rules[0].type must be"),
+        (URL + "rules:\n- pattern: a\n  name: x\n  type: GUAGE", "rules[0].type must be"),
         (URL + "includeObjectNames: ['no-colon']", "key 'includeObjectNames': invalid ObjectName"),
         (
             URL + "lowercaseOutputName: yes please",
             "key 'lowercaseOutputName' must be true or false",
         ),
         (URL + "timeout: 0", "key 'timeout' must be > 0"),
-        (URL + "metricCustomizers: []", "'metricCustomizers' is not supported"),
+        (
+            URL + "metricCustomizers: [{attributesAsLabels: [a]}]",
+            "metricCustomizers[0]: must provide mbeanFilter",
+        ),
+        (
+            URL + "metricCustomizers: [{mbeanFilter: {domain: d}}]",
+            "must provide attributesAsLabels or extraMetrics",
+        ),
         (URL + "hostPort: a:1\njmxUrl: b", "at most one of hostPort and jmxUrl"),
         ("- a list", "the file must be a YAML mapping"),
         ("key: [unclosed", "invalid YAML"),
@@ -88,8 +95,9 @@ def test_no_rules_means_one_default_rule_and_untyped() -> None:
     assert rule.pattern is None and rule.name is None and rule.type == "UNKNOWN"
 
 
-def test_untyped_is_read_as_unknown_like_jmx_exporter_1() -> None:
-    (rule,) = parse_config(URL + "rules:\n- pattern: a\n  name: b\n  type: UNTYPED").rules
+@pytest.mark.parametrize("name", ["UNTYPED", "SUMMARY", "HISTOGRAM"])
+def test_other_types_are_read_as_unknown_like_jmx_exporter_1(name: str) -> None:
+    (rule,) = parse_config(URL + f"rules:\n- pattern: a\n  name: b\n  type: {name}").rules
     assert rule.type == "UNKNOWN"
 
 
@@ -113,3 +121,15 @@ def test_the_shipped_demo_config_is_valid() -> None:
     config = load_config(str(path))
     assert config.jolokia_url == "http://jmx-app:8778/jolokia"
     assert len(config.rules) > 5
+
+
+def test_password_file_is_read_and_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-from-file\n")
+    config = parse_config(URL + f"username: mon\npasswordFile: {secret}\n")
+    assert config.password == "s3cret-from-file"
+    assert "s3cret-from-file" not in repr(config)
+    with pytest.raises(ConfigError, match="key 'passwordFile': cannot read"):
+        parse_config(URL + f"passwordFile: {tmp_path / 'missing'}\n")
+    with pytest.raises(ConfigError, match="at most one of password and passwordFile"):
+        parse_config(URL + f"password: x\npasswordFile: {secret}\n")

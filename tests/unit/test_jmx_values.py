@@ -268,3 +268,19 @@ def test_cached_engine_matches_a_fresh_one(rules: list[str], values: list[object
             cold.record("demo.app", props, bean, (), attr, None, value, want)
             cold.end()
             assert got == want
+
+
+def test_rule_caches_stay_bounded_when_bean_names_churn() -> None:
+    config = parse_config("jolokiaUrl: http://x.invalid/jolokia\nrules:\n- pattern: '.*'\n")
+    engine = RuleEngine(config)
+    for scrape in range(100):
+        engine.begin()
+        out: list[Sample] = []
+        for i in range(10):  # ten beans per scrape, never the same names twice
+            name = f"d<type=T, name=n{scrape}_{i}><>"
+            engine.record("d", {"type": "T", "name": f"n{scrape}_{i}"}, name, (), "A", None, i, out)
+        engine.end()
+        assert len(out) == 10
+    # Only the last few scrapes' entries survive the periodic sweep.
+    assert len(engine._cache) <= 10 * 16
+    assert len(engine._described) <= 10 * 16

@@ -198,3 +198,56 @@ def test_fuzz_reply_scanner_terminates(data: bytes) -> None:
         return
     if found is not None:
         assert 0 <= found[0] < found[1] <= len(data)
+
+
+def stream(data: bytes, chunk: int, switch_after: int) -> list[bytes]:
+    """Frame replies, switching a reply to streaming (``advance``) once ``switch_after`` bytes
+    of it are buffered, the way the session does for large replies."""
+    scanner = ReplyScanner()
+    buf = bytearray()
+    out: list[bytes] = []
+    current = b""
+    streaming = False
+    for i in range(0, len(data), chunk):
+        buf += data[i : i + chunk]
+        while buf:
+            if not streaming:
+                found = scanner.scan(buf, 0)
+                if found is not None:
+                    out.append(bytes(buf[: found[1]]))
+                    del buf[: found[1]]
+                    continue
+                if len(buf) < switch_after:
+                    break
+                streaming = True
+            end, complete = scanner.advance(buf, 0)
+            current += bytes(buf[:end])
+            del buf[:end]
+            if not complete:
+                break
+            out.append(current)
+            current, streaming = b"", False
+    assert not buf and not current
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+@pytest.mark.parametrize("switch_after", [1, 5, 20])
+def test_streamed_replies_keep_their_boundaries(chunk: int, switch_after: int) -> None:
+    big = b"$300\r\n" + b"x" * 300 + b"\r\n"
+    replies_in = [*RESP3_REPLIES, big, b"*3\r\n" + big + b":1\r\n" + big, b"+after\r\n"]
+    assert stream(b"".join(replies_in), chunk, switch_after) == replies_in
+
+
+@settings(max_examples=200, deadline=1000)
+@given(
+    values=st.lists(st.binary(max_size=300), min_size=1, max_size=5),
+    chunk=st.integers(1, 50),
+    switch_after=st.integers(1, 40),
+)
+def test_fuzz_streaming_matches_whole_framing(
+    values: list[bytes], chunk: int, switch_after: int
+) -> None:
+    replies_in = [b"$%d\r\n%s\r\n" % (len(v), v) for v in values]
+    replies_in.append(b"*%d\r\n" % len(values) + b"".join(replies_in))
+    assert stream(b"".join(replies_in), chunk, switch_after) == replies_in

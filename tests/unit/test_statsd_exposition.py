@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from adapters.metrics.exposition import Exposition, format_value
@@ -87,3 +89,61 @@ def test_summary_quantiles_and_window() -> None:
 )
 def test_format_value(value: float, text: str) -> None:
     assert format_value(value) == text
+
+
+def test_a_name_exposed_twice_is_dropped_not_duplicated() -> None:
+    from adapters.metrics.exposition import process_metric_names
+    from adapters.metrics.ingest import Ingester
+    from adapters.metrics.mapping import Mapper, MappingConfig
+    from adapters.metrics.parse import LineParser
+
+    telemetry = Telemetry()
+    registry = Registry(telemetry, reserved=process_metric_names())
+    ingester = Ingester(
+        LineParser(telemetry), Mapper(MappingConfig(), telemetry), registry, telemetry
+    )
+    ingester.lines(["jvm_a_up:1|g", "process_cpu_seconds_total:5|c"])
+    assert telemetry.events_conflict == {"counter": 1}  # the process collector owns that name
+    expo = exposition(registry, telemetry)
+    log: list[str] = []
+    expo.sources = [FakeSource("jvm_a", 0.0, log), FakeSource("jvm_b", 0.0, log)]
+    body = asyncio.run(expo.scrape()).decode()
+    assert body.count("# TYPE jvm_a_up ") == 1
+    assert "jvm_a_up 1" in body  # the StatsD gauge keeps the name
+    assert 'jvm_b_up{source="jvm_b"} 1.0' in body
+    types = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE")]
+    assert len(types) == len(set(types))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 5, allow_nan=False), st.floats(-1e6, 1e6, allow_nan=False)),
+        max_size=80,
+    ),
+    st.floats(0, 5),
+)
+def test_summary_caches_never_change_the_answer(
+    steps: list[tuple[float, float]], scrape_gap: float
+) -> None:
+    options = SummaryOptions(
+        quantiles=((0.5, 0.05), (0.99, 0.001)), max_age=4, age_buckets=4, buf_cap=7
+    )
+    summary = Summary((), options, ttl=0, now=0.0)
+    clock = 0.0
+    for advance, value in steps:
+        clock += advance
+        summary.touched = clock
+        summary.observe(value)
+        if advance > 2.5:  # scrape now and then, so the caches are used
+            summary.quantiles(clock)
+    clock += scrape_gap
+    got = summary.quantiles(clock)
+    window = sorted(v for buffer in summary.buffers for v in buffer)
+    if not window:
+        assert all(v != v for _, v in got)
+    else:
+        want = [
+            (q, window[min(len(window) - 1, int(q * len(window)))]) for q, _ in options.quantiles
+        ]
+        assert got == want

@@ -164,9 +164,10 @@ def test_ttl_expires_series_and_the_cache_follows() -> None:
 
 def test_sets_count_distinct_values_per_scrape() -> None:
     ing = build(mapping="")
-    ing.lines(["users:1|s", "users:2|s", "users:1|s"])
-    assert samples(ing)["users"] == "2"
-    assert samples(ing)["users"] == "0"
+    ing.lines(["users:1|s", "users:alice|s", "users:1|s", "users:bob|s@0.5".replace("@", "|@")])
+    assert samples(ing)["users"] == "3"
+    assert samples(ing)["users"] == "0"  # a new interval starts at each scrape
+    assert ing.telemetry.events == {"set": 4}
 
 
 def test_invalid_utf8_line_is_counted_and_the_rest_used() -> None:

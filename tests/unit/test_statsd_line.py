@@ -180,8 +180,9 @@ def test_samples_and_tags_are_counted_per_sample() -> None:
 
 def test_sets_behind_a_flag() -> None:
     parser = LineParser(Telemetry(), sets=True)
-    assert _events(parser, "users:alice|s") == []  # a set member must still be a number
+    assert [e.member for e in parser.parse("users:alice|s:42|s")] == ["alice", "42"]
     assert _events(parser, "users:42|s") == [(S, "users", 42.0, False, {})]
+    assert _events(parser, "users:|s") == []
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,10 @@ modules:
     format: nginx_stub_status                 # json (default) | nginx_stub_status | redis_info
     timeout: 5                                # seconds
     headers: {Accept: application/json}
+    http_client_config:                       # json_exporter's; this subset:
+      basic_auth: {username: u, password: p}
+      bearer_token: t
+      tls_config: {insecure_skip_verify: false, ca_file: /etc/ssl/ca.pem}
     metrics:                                  # json_exporter's schema from here on
     - name: nginx_connections_active
       path: '{.active}'
@@ -24,8 +28,11 @@ modules:
 
 Each module is a json_exporter module (``metrics`` entries with ``name``, ``path``, ``help``,
 ``type`` value/object, ``valuetype`` gauge/counter/untyped, ``labels``, ``values``,
-``valueconverter``), so existing json_exporter configs move over; ``format`` and ``timeout`` are
-ours. Unknown keys are a :class:`ConfigError` naming the key.
+``valueconverter``, ``epochTimestamp``; ``http_client_config`` with basic auth, bearer token and
+TLS), so existing json_exporter configs move over; ``format`` and ``timeout`` are ours.
+Differences: a ``valueconverter`` applies to every value of its metric (not per path, and
+case-insensitively), and counters are exposed as ``<name>_total`` as the Python client writes
+them. Unknown keys are a :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -56,14 +63,17 @@ class MetricRule:
     labels: tuple[tuple[str, Template], ...]
     values: tuple[tuple[str, Template], ...]  # object metrics: name suffix -> value
     converter: dict[str, float] = field(default_factory=dict)
+    epoch_timestamp: JsonPath | None = None  # milliseconds since the epoch, per sample
 
 
 @dataclass(frozen=True)
 class Module:
     format: str
     timeout: float
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)  # may carry a bearer token
     metrics: tuple[MetricRule, ...]
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+    verify: bool | str = True  # TLS: verify (default CAs), off, or a CA file
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,7 @@ def parse_targets(doc: Any) -> list[Target]:
 
 
 def _module(where: str, raw: Any) -> Module:
-    raw = _keys(where, raw, {"format", "timeout", "headers", "metrics"})
+    raw = _keys(where, raw, {"format", "timeout", "headers", "metrics", "http_client_config"})
     fmt = raw.get("format", "json")
     if fmt not in FORMATS:
         raise ConfigError(f"{where}.format must be one of {', '.join(FORMATS)}")
@@ -151,14 +161,51 @@ def _module(where: str, raw: Any) -> Module:
     if not isinstance(metrics_raw, list) or not metrics_raw:
         raise ConfigError(f"{where}.metrics must be a non-empty list")
     metrics = tuple(_metric(f"{where}.metrics[{i}]", m) for i, m in enumerate(metrics_raw))
-    return Module(str(fmt), float(timeout), {str(k): str(v) for k, v in headers.items()}, metrics)
+    header_map = {str(k): str(v) for k, v in headers.items()}
+    basic_auth, verify = _http_client(f"{where}.http_client_config", raw, header_map)
+    return Module(str(fmt), float(timeout), header_map, metrics, basic_auth, verify)
+
+
+def _http_client(
+    where: str, raw: dict[str, Any], headers: dict[str, str]
+) -> tuple[tuple[str, str] | None, bool | str]:
+    """The part of Prometheus' http_client_config (json_exporter's) that stats need: basic
+    auth, a bearer token, and TLS verification."""
+    http = _keys(
+        where, raw.get("http_client_config") or {}, {"basic_auth", "bearer_token", "tls_config"}
+    )
+    basic_auth = None
+    if "basic_auth" in http:
+        auth = _keys(f"{where}.basic_auth", http["basic_auth"], {"username", "password"})
+        if not isinstance(auth.get("username"), str):
+            raise ConfigError(f"{where}.basic_auth.username is required")
+        basic_auth = (auth["username"], str(auth.get("password") or ""))
+    if "bearer_token" in http:
+        headers["Authorization"] = f"Bearer {http['bearer_token']}"
+    tls = _keys(
+        f"{where}.tls_config", http.get("tls_config") or {}, {"insecure_skip_verify", "ca_file"}
+    )
+    verify: bool | str = not bool(tls.get("insecure_skip_verify", False))
+    if "ca_file" in tls:
+        verify = str(tls["ca_file"])
+    return basic_auth, verify
 
 
 def _metric(where: str, raw: Any) -> MetricRule:
     raw = _keys(
         where,
         raw,
-        {"name", "path", "help", "type", "valuetype", "labels", "values", "valueconverter"},
+        {
+            "name",
+            "path",
+            "help",
+            "type",
+            "valuetype",
+            "labels",
+            "values",
+            "valueconverter",
+            "epochTimestamp",
+        },
     )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -179,6 +226,8 @@ def _metric(where: str, raw: Any) -> MetricRule:
         values = tuple(
             (str(k), Template.parse(str(v))) for k, v in (raw.get("values") or {}).items()
         )
+        epoch = raw.get("epochTimestamp")
+        epoch_timestamp = None if epoch is None else JsonPath.parse(str(epoch))
     except JsonPathError as e:
         raise ConfigError(f"{where}: {e}") from e
     for label, _ in labels:
@@ -205,4 +254,5 @@ def _metric(where: str, raw: Any) -> MetricRule:
         labels=labels,
         values=values,
         converter=converter,
+        epoch_timestamp=epoch_timestamp,
     )

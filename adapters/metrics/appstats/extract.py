@@ -23,6 +23,7 @@ class Sample:
     name: str
     labels: tuple[tuple[str, str], ...]
     value: float
+    timestamp: float | None = None  # seconds since the epoch, from ``epochTimestamp``
 
 
 def extract(
@@ -37,17 +38,27 @@ def extract(
             value = _number(found[0], rule)
             labels = _labels(rule.labels, document, static_labels)
             if value is not None and labels is not None:
-                out.append(Sample(rule, rule.name, labels, value))
+                out.append(Sample(rule, rule.name, labels, value, _timestamp(rule, document)))
             continue
         for item in _objects(found):
             labels = _labels(rule.labels, item, static_labels)
             if labels is None:
                 continue
+            timestamp = _timestamp(rule, item)
             for key, template in rule.values:
                 value = _template_number(template, item, rule)
                 if value is not None:
-                    out.append(Sample(rule, f"{rule.name}_{key}", labels, value))
+                    out.append(Sample(rule, f"{rule.name}_{key}", labels, value, timestamp))
     return out
+
+
+def _timestamp(rule: MetricRule, node: Any) -> float | None:
+    """json_exporter's ``epochTimestamp``: a field with milliseconds since the epoch."""
+    if rule.epoch_timestamp is None:
+        return None
+    found = rule.epoch_timestamp.find(node)
+    millis = _number(found[0], rule) if found else None
+    return None if millis is None or math.isnan(millis) else millis / 1000.0
 
 
 def _objects(found: list[Any]) -> list[Any]:

@@ -5,6 +5,7 @@ target's timeout; any failure is a :class:`FetchError`."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,25 +17,51 @@ class FetchError(Exception):
 
 class Fetcher:
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(follow_redirects=True, trust_env=False, transport=transport)
+        self._transport = transport
+        # httpx fixes TLS verification per client: one client per setting in use.
+        self._clients: dict[bool | str, httpx.AsyncClient] = {}
 
-    async def fetch(self, url: str, headers: dict[str, str], timeout: float) -> bytes:
+    def _client(self, verify: bool | str) -> httpx.AsyncClient:
+        client = self._clients.get(verify)
+        if client is None:
+            tls: bool | ssl.SSLContext = (
+                verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
+            )
+            # trust_env=False: a proxy set for the pod must not sit between us and localhost.
+            client = httpx.AsyncClient(
+                follow_redirects=True, trust_env=False, verify=tls, transport=self._transport
+            )
+            self._clients[verify] = client
+        return client
+
+    async def fetch(
+        self,
+        url: str,
+        headers: dict[str, str],
+        timeout: float,
+        basic_auth: tuple[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> bytes:
         try:
             async with asyncio.timeout(timeout):
                 if url.startswith(("redis://", "rediss://")):
                     return await _redis_info(url)
-                response = await self._http.get(url, headers=headers, timeout=timeout)
+                response = await self._client(verify).get(
+                    url, headers=headers, timeout=timeout, auth=basic_auth
+                )
                 body = await response.aread()
         except TimeoutError as e:
             raise FetchError(f"timed out after {timeout:g}s") from e
         except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as e:
+            # (OSError covers a missing or bad tlsCaFile too.)
             raise FetchError(" ".join(f"{type(e).__name__}: {e}".split())) from e
         if response.status_code != 200:
             raise FetchError(f"HTTP {response.status_code}")
         return body
 
     async def close(self) -> None:
-        await self._http.aclose()
+        for client in self._clients.values():
+            await client.aclose()
 
 
 async def _redis_info(url: str) -> bytes:

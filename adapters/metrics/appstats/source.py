@@ -37,14 +37,20 @@ class AppStatsSource:
     async def _one(self, target: Target) -> tuple[list[Sample], float, float]:
         start = time.perf_counter()
         try:
+            module = target.module
             body = await self._fetcher.fetch(
-                target.url, target.module.headers, target.module.timeout
+                target.url, module.headers, module.timeout, module.basic_auth, module.verify
             )
             document = parse(target.module.format, body)
         except (FetchError, FormatError) as e:
             log.warning("stats target %s failed: %s", target.name, e)
             return [], 1.0, time.perf_counter() - start
-        samples = extract(target.module.metrics, document, target.labels)
+        try:
+            samples = extract(target.module.metrics, document, target.labels)
+        except Exception:
+            # An odd document must not fail the whole /metrics page.
+            log.exception("stats target %s: extracting metrics failed", target.name)
+            return [], 1.0, time.perf_counter() - start
         return samples, 0.0, time.perf_counter() - start
 
     async def collect(self) -> list[Metric]:
@@ -66,7 +72,7 @@ class AppStatsSource:
                 if family is None:
                     family = Metric(family_name, s.rule.help, s.rule.value_type)
                     families[family_name] = family
-                family.add_sample(sample_name, dict(s.labels), s.value)
+                family.add_sample(sample_name, dict(s.labels), s.value, s.timestamp)
         error = Metric(
             "appstats_scrape_error", "1 if the last scrape of a stats target failed.", "gauge"
         )

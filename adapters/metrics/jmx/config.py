@@ -6,7 +6,8 @@ rules unchanged); keys that only make sense inside jmx_exporter's own process (`
 
 - ``jolokiaUrl`` (required): the Jolokia agent's base URL, e.g. ``http://127.0.0.1:8778/jolokia``.
 - ``username`` / ``password``: jmx_exporter's JMX credentials, used here for Jolokia's HTTP basic
-  auth. The password is never logged or shown in errors.
+  auth (``passwordFile``: read it from a file, e.g. a mounted Secret). The password is never
+  logged or shown in errors.
 - ``timeout``: seconds for one scrape (default 5).
 - ``tlsInsecureSkipVerify``, ``tlsCaFile``: TLS to an ``https`` Jolokia URL.
 - ``targetName``: with several ``--jmx.config`` files, the ``jmx_target`` label value of this
@@ -41,6 +42,7 @@ _KNOWN_KEYS = _IGNORED_KEYS | {
     "jolokiaUrl",
     "username",
     "password",
+    "passwordFile",
     "timeout",
     "tlsInsecureSkipVerify",
     "tlsCaFile",
@@ -87,7 +89,17 @@ _JVM_DOMAINS = (
     "jdk.management.jfr:*",
     "sun.management:*",
 )
-_TYPES = {"GAUGE": "GAUGE", "COUNTER": "COUNTER", "UNTYPED": "UNKNOWN", "UNKNOWN": "UNKNOWN"}
+# jmx_exporter 1.x exports GAUGE and COUNTER as such and every other type as unknown; the
+# other names are the ones 0.x accepted (Collector.Type), so old files still load. Anything else
+# is most likely a typo and an error.
+_TYPES = {
+    "GAUGE": "GAUGE",
+    "COUNTER": "COUNTER",
+    **dict.fromkeys(
+        ("UNTYPED", "UNKNOWN", "SUMMARY", "HISTOGRAM", "INFO", "STATE_SET", "GAUGE_HISTOGRAM"),
+        "UNKNOWN",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,28 @@ class Rule:
     cache: bool
     type: str  # GAUGE, COUNTER or UNKNOWN
     labels: tuple[tuple[Replacement, Replacement], ...] | None  # sorted by name, as a TreeMap
+
+
+@dataclass(frozen=True)
+class ExtraMetric:
+    name: str
+    value: object
+    description: str | None
+
+
+@dataclass(frozen=True)
+class MetricCustomizer:
+    """jmx_exporter 1.x ``metricCustomizers``: for beans of ``domain`` having ``properties``,
+    some attributes' values become labels of all the bean's samples, and fixed extra values
+    are exported as if they were attributes."""
+
+    domain: str
+    properties: tuple[tuple[str, str], ...]
+    attributes_as_labels: tuple[str, ...]
+    extra_metrics: tuple[ExtraMetric, ...]
+
+    def applies_to(self, domain: str, properties: dict[str, str]) -> bool:
+        return domain == self.domain and all(properties.get(k) == v for k, v in self.properties)
 
 
 @dataclass(frozen=True)
@@ -124,6 +158,7 @@ class JmxConfig:
     include_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     exclude_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
+    metric_customizers: tuple[MetricCustomizer, ...] = ()
     ignored_keys: tuple[str, ...] = ()
 
     @property
@@ -162,8 +197,6 @@ def _build(doc: Any) -> JmxConfig:
     for key in doc:
         if key not in _KNOWN_KEYS:
             raise ConfigError(f"unknown key {key!r}")
-    if "metricCustomizers" in doc:
-        raise ConfigError("key 'metricCustomizers' is not supported by this adapter")
     if "hostPort" in doc and "jmxUrl" in doc:
         raise ConfigError("at most one of hostPort and jmxUrl must be provided")
 
@@ -172,6 +205,18 @@ def _build(doc: Any) -> JmxConfig:
         raise ConfigError("key 'jolokiaUrl' is required: the Jolokia URL, http(s)://host:port/path")
     username = _opt_str(doc, "username")
     password = _opt_str(doc, "password")
+    password_file = _opt_str(doc, "passwordFile")
+    if password_file is not None:
+        if password is not None:
+            raise ConfigError("at most one of password and passwordFile must be provided")
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                # A mounted Secret often ends with a newline that is not part of the password.
+                password = f.read().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(
+                f"key 'passwordFile': cannot read {password_file!r}: {e.strerror}"
+            ) from e
     timeout = _number(doc, "timeout", 5.0)
     if not timeout > 0:
         raise ConfigError("key 'timeout' must be > 0 (seconds)")
@@ -218,6 +263,7 @@ def _build(doc: Any) -> JmxConfig:
         include_attributes=_attribute_map(doc, "includeObjectNameAttributes"),
         exclude_attributes=_attribute_map(doc, "excludeObjectNameAttributes"),
         rules=rules,
+        metric_customizers=_customizers(doc.get("metricCustomizers")),
         ignored_keys=ignored,
     )
 
@@ -280,6 +326,65 @@ def _attribute_map(doc: Mapping[str, Any], key: str) -> dict[str, frozenset[str]
             raise ConfigError(f"key {key!r}: {name!r} must be an ObjectName, not a pattern")
         out[name] = frozenset(str(a) for a in attrs)
     return out
+
+
+def _customizers(raw: Any) -> tuple[MetricCustomizer, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("key 'metricCustomizers' must be a list")
+    out = []
+    for i, item in enumerate(raw):
+        where = f"metricCustomizers[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a mapping")
+        for key in item:
+            if key not in ("mbeanFilter", "attributesAsLabels", "extraMetrics"):
+                raise ConfigError(f"{where}: unknown key {key!r}")
+        mbean_filter = item.get("mbeanFilter")
+        if not isinstance(mbean_filter, dict):
+            raise ConfigError(f"{where}: must provide mbeanFilter")
+        for key in mbean_filter:
+            if key not in ("domain", "properties"):
+                raise ConfigError(f"{where}.mbeanFilter: unknown key {key!r}")
+        domain = mbean_filter.get("domain")
+        if not isinstance(domain, str):
+            raise ConfigError(f"{where}.mbeanFilter: must provide domain")
+        properties = mbean_filter.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise ConfigError(f"{where}.mbeanFilter.properties must be a mapping")
+        labels = item.get("attributesAsLabels")
+        extras = item.get("extraMetrics")
+        if labels is None and extras is None:
+            raise ConfigError(f"{where}: must provide attributesAsLabels or extraMetrics")
+        if labels is not None and not isinstance(labels, list):
+            raise ConfigError(f"{where}.attributesAsLabels must be a list of attribute names")
+        extra_metrics = []
+        for j, extra in enumerate(extras or []):
+            if not isinstance(extra, dict):
+                raise ConfigError(f"{where}.extraMetrics[{j}] must be a mapping")
+            for key in extra:
+                if key not in ("name", "value", "description"):
+                    raise ConfigError(f"{where}.extraMetrics[{j}]: unknown key {key!r}")
+            if not isinstance(extra.get("name"), str):
+                raise ConfigError(f"{where}.extraMetrics[{j}]: must provide name")
+            if extra.get("value") is None:
+                raise ConfigError(f"{where}.extraMetrics[{j}]: must provide value")
+            description = extra.get("description")
+            extra_metrics.append(
+                ExtraMetric(
+                    extra["name"], extra["value"], None if description is None else str(description)
+                )
+            )
+        out.append(
+            MetricCustomizer(
+                domain,
+                tuple((str(k), str(v)) for k, v in properties.items()),
+                tuple(str(a) for a in labels or ()),
+                tuple(extra_metrics),
+            )
+        )
+    return tuple(out)
 
 
 def _default_rule() -> Rule:

@@ -3,8 +3,9 @@ scraper walks them: composite data becomes attribute keys, tabular data becomes 
 
 Jolokia's JSON loses two things jmx_exporter relies on: whether an object is CompositeData or
 TabularData, and Java's spelling of numbers. The first comes from the attribute types of
-Jolokia's ``list`` (see :mod:`.jolokia`); when they are not known yet, a JSON object is read as
-composite data. The second is rebuilt by :func:`java_string` from the JSON number's type.
+Jolokia's ``list`` (see :mod:`.source`); below the attribute, and while the types are not known
+yet, a JSON object whose keys are Java identifiers is read as composite data and any other as a
+map (tabular data). The second is rebuilt by :func:`java_string` from the JSON number's type.
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from adapters.metrics.jmx.config import JmxConfig, Rule
 from adapters.metrics.jmx.flatten import java_string
@@ -82,8 +81,9 @@ def parse_java_double(text: str) -> float | None:
     return float(text.replace("Infinity", "inf"))
 
 
-@dataclass(frozen=True, slots=True)
-class Matched:
+# NamedTuples rather than frozen dataclasses: one of each is made per attribute per scrape, and
+# a tuple is several times cheaper to create.
+class Matched(NamedTuple):
     """The outcome of the rules for one attribute, without the sample value."""
 
     name: str  # final metric name (sanitized)
@@ -98,13 +98,12 @@ class Matched:
 _SKIP: Final = object()  # a rule matched but says "no sample" (empty name, unparsable value)
 # Every character Java's toString of a number or boolean can produce.
 _VALUE_CHARS = frozenset("0123456789.-E" + "NaN" + "Infinity" + "true" + "false")
-_Entry = tuple[str, object, "tuple[Rule, ...] | None"]
+_SWEEP_EVERY = 8  # scrapes between evictions of cache entries nobody used
 # (name, type, help, labels) of a matched rule
 _Described = tuple[str, str, str, tuple[tuple[str, str], ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     matched: Matched
     value: float
 
@@ -116,11 +115,12 @@ class RuleEngine:
         self._config = config
         self._rules = config.rules
         self._snake: dict[str, str] = {}
-        # (bean name, attribute) -> (value it was matched with, result, candidate rules)
-        self._cache: dict[tuple[str, str], _Entry] = {}
-        self._fresh: dict[tuple[str, str], _Entry] = {}
-        self._described: dict[tuple[object, ...], _Described | None] = {}
-        self._described_fresh: dict[tuple[object, ...], _Described | None] = {}
+        # (bean name, attribute, attribute labels) -> [value it was matched with, result,
+        # candidate rules, scrape it was last used in]. Entries are updated in place (no
+        # allocation for an unchanged attribute) and swept every _SWEEP_EVERY scrapes.
+        self._cache: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[Any]] = {}
+        self._described: dict[tuple[object, ...], list[Any]] = {}  # [described, last used]
+        self._scrape = 0
         self._value_splits = {id(r): _value_splits(r.literal) for r in config.rules}
         # Rules whose name, labels or help use $0, the whole match string (value included).
         self._uses_whole_match = {
@@ -132,14 +132,17 @@ class RuleEngine:
         self.cached_hits = 0
 
     def begin(self) -> None:
-        """Start a scrape: results not used again by its end are dropped (bounded memory)."""
-        self._fresh = {}
-        self._described_fresh = {}
+        self._scrape += 1
         self.cached_hits = 0
 
     def end(self) -> None:
-        self._cache, self._fresh = self._fresh, {}
-        self._described, self._described_fresh = self._described_fresh, {}
+        """Drop what no recent scrape used, so a JVM churning through bean names (or values
+        captured into names) keeps memory bounded."""
+        if self._scrape % _SWEEP_EVERY:
+            return
+        oldest = self._scrape - _SWEEP_EVERY
+        self._cache = {k: v for k, v in self._cache.items() if v[3] > oldest}
+        self._described = {k: v for k, v in self._described.items() if v[1] > oldest}
 
     def record(
         self,
@@ -151,16 +154,18 @@ class RuleEngine:
         description: str | None,
         value: object,
         out: list[Sample],
+        attribute_labels: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Match one leaf value; append its sample to ``out`` if a rule exports it.
 
-        ``bean_name`` is ``domain<props><attr keys>`` (the caller builds it once per bean)."""
+        ``bean_name`` is ``domain<props><attr keys>`` (the caller builds it once per bean);
+        ``attribute_labels`` are the bean's ``attributesAsLabels`` (name, value) pairs."""
         value_str = java_string(value)
-        key = (bean_name, attr_name)
+        key = (bean_name, attr_name, attribute_labels)
         cached = self._cache.get(key)
         if cached is not None and cached[0] == value_str:
             result = cached[1]
-            candidates = cached[2]
+            cached[3] = self._scrape
             self.cached_hits += 1
         else:
             numeric = not isinstance(value, str)
@@ -176,8 +181,17 @@ class RuleEngine:
                 description,
                 value_str,
                 candidates if numeric else None,
+                attribute_labels,
             )
-        self._fresh[key] = (value_str, result, candidates)
+            if cached is None:
+                self._cache[key] = [value_str, result, candidates, self._scrape]
+            else:
+                cached[0], cached[1], cached[2], cached[3] = (
+                    value_str,
+                    result,
+                    candidates,
+                    self._scrape,
+                )
         if result is None or result is _SKIP:
             return
         assert isinstance(result, Matched)
@@ -226,6 +240,7 @@ class RuleEngine:
         description: str | None,
         value_str: str,
         candidates: tuple[Rule, ...] | None,
+        attribute_labels: tuple[tuple[str, str], ...],
     ) -> object:
         # The match string has up to four spellings (snake-cased attribute, value or "<cache>");
         # each is built once, not once per rule.
@@ -256,13 +271,17 @@ class RuleEngine:
             # Name, type, help and labels depend on the groups (and, for the default format, on
             # the bean), not on the value unless a group captures it: keep them across scrapes.
             if rule.name is None:
-                key: tuple[object, ...] = (id(rule), bean_name, attribute)
+                key: tuple[object, ...] = (id(rule), bean_name, attribute, attribute_labels)
             elif id(rule) in self._uses_whole_match:
-                key = (id(rule), match)
+                key = (id(rule), match, attribute_labels)
             else:
-                key = (id(rule), match[1:] if match is not None else None, bean_name, attr_name)
-            described = self._described.get(key)
-            if described is None:
+                groups = match[1:] if match is not None else None
+                key = (id(rule), groups, bean_name, attr_name, attribute_labels)
+            slot = self._described.get(key)
+            described = None if slot is None else slot[0]
+            if slot is not None:
+                slot[1] = self._scrape
+            else:
                 if rule.name is None:
                     described = self._default(
                         rule,
@@ -271,12 +290,13 @@ class RuleEngine:
                         attr_keys,
                         attribute,
                         _default_help(domain, properties, attr_name, description),
+                        attribute_labels,
                     )
                 else:
                     described = self._describe(
-                        rule, match, domain, properties, attr_name, description
+                        rule, match, domain, properties, attr_name, description, attribute_labels
                     )
-            self._described_fresh[key] = described
+                self._described[key] = [described, self._scrape]
             if described is None:
                 return _SKIP
             name, rule_type, help_, labels = described
@@ -293,6 +313,7 @@ class RuleEngine:
         properties: dict[str, str],
         attr_name: str,
         description: str | None,
+        attribute_labels: tuple[tuple[str, str], ...],
     ) -> _Described | None:
         config = self._config
         assert rule.name is not None
@@ -308,7 +329,8 @@ class RuleEngine:
             help_ = rule.help.expand(match)
         else:
             help_ = _default_help(domain, properties, attr_name, description)
-        labels: list[tuple[str, str]] = []
+        # jmx_exporter puts the attributesAsLabels first, then the rule's labels.
+        labels = self._attribute_labels(attribute_labels)
         for label_name_r, label_value_r in rule.labels or ():
             label_name = safe_name(label_name_r.expand(match))
             label_value = label_value_r.expand(match)
@@ -326,6 +348,7 @@ class RuleEngine:
         attr_keys: tuple[str, ...],
         attribute: str,
         help_: str,
+        attribute_labels: tuple[tuple[str, str], ...],
     ) -> _Described:
         """jmx_exporter's default format: ``domain_firstPropValue_attrKeys_attrName`` and the
         other properties as labels."""
@@ -349,7 +372,17 @@ class RuleEngine:
                 continue  # the first property is part of the name
             label = safe_name(key)
             labels.append((label.lower() if config.lowercase_output_label_names else label, value))
+        labels.extend(self._attribute_labels(attribute_labels))
         return sanitize_metric_name(name), rule_type, help_, _label_set(labels)
+
+    def _attribute_labels(
+        self, attribute_labels: tuple[tuple[str, str], ...]
+    ) -> list[tuple[str, str]]:
+        lower = self._config.lowercase_output_label_names
+        return [
+            (safe_name(name).lower() if lower else safe_name(name), value)
+            for name, value in attribute_labels
+        ]
 
 
 def _label_set(labels: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

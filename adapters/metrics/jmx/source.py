@@ -23,9 +23,16 @@ import httpx
 from prometheus_client.metrics_core import Metric
 
 from adapters.metrics.errors import ConfigError
-from adapters.metrics.jmx.config import JmxConfig, load_config
+from adapters.metrics.jmx.config import JmxConfig, MetricCustomizer, load_config
 from adapters.metrics.jmx.families import to_families
-from adapters.metrics.jmx.flatten import AttributeMeta, flatten_attribute
+from adapters.metrics.jmx.flatten import (
+    DATE,
+    OBJECT_NAME,
+    TABULAR,
+    AttributeMeta,
+    flatten_attribute,
+    java_string,
+)
 from adapters.metrics.jmx.jolokia import (
     JolokiaClient,
     JolokiaError,
@@ -37,6 +44,9 @@ from adapters.metrics.jmx.objectname import ObjectNamePattern, key_properties, s
 from adapters.metrics.jmx.rules import RuleEngine, Sample, bean_name
 
 log = logging.getLogger(__name__)
+
+_PLAIN_SCALARS = frozenset({int, float, bool})
+_SPECIAL_TYPES = frozenset({TABULAR, DATE, OBJECT_NAME})
 
 try:
     _VERSION = version("podpatterns")
@@ -54,6 +64,7 @@ class _Bean:
     included: bool
     only_attributes: frozenset[str] | None
     skip_attributes: frozenset[str]
+    customizer: MetricCustomizer | None
 
 
 class JmxSource:
@@ -97,6 +108,7 @@ class JmxSource:
         self._listed: set[str] = set()
         self._wanted: set[str] = set()
         self._last_error: str | None = None
+        self._read_errors: set[str] = set()
         self._pending_domains: set[str] | None = None  # None: list everything on first scrape
         self._list_inline = True
         self._list_task: asyncio.Task[None] | None = None
@@ -159,6 +171,11 @@ class JmxSource:
             level = logging.DEBUG if str(e) == self._last_error else logging.WARNING
             log.log(level, "jmx scrape of %s failed: %s", self._client.url, e)
             self._last_error = str(e)
+        except Exception:
+            # Whatever a JVM sends must not fail the whole /metrics page: a bug shows as a
+            # scrape error with a traceback in the log, not as a missing exposition.
+            error = 1.0
+            log.exception("jmx scrape of %s failed unexpectedly", self._client.url)
         else:
             if self._last_error is not None:
                 log.info("jmx scrape of %s works again", self._client.url)
@@ -195,6 +212,7 @@ class JmxSource:
         error = 0.0
         seen: set[str] = set()
         beans: dict[str, _Bean] = {}
+        read_errors: set[str] = set()
         engine = self._engine
         for answer in read_answers:
             status = answer.get("status")
@@ -203,9 +221,12 @@ class JmxSource:
             value = answer.get("value")
             if status != 200 or not isinstance(value, dict):
                 error = 1.0
-                log.warning(
-                    "jmx read %s: %s", answer.get("request", {}).get("mbean"), answer.get("error")
-                )
+                request = answer.get("request")
+                mbean = request.get("mbean") if isinstance(request, dict) else None
+                message = f"jmx read {mbean}: {answer.get('error')}"
+                # Logged when it first happens, not on every scrape while it lasts.
+                log.log(logging.DEBUG if message in self._read_errors else logging.WARNING, message)
+                read_errors.add(message)
                 continue
             for object_name, attributes in value.items():
                 if object_name in seen:
@@ -216,6 +237,14 @@ class JmxSource:
                 if not bean.included or not isinstance(attributes, dict):
                     continue
                 meta = self._meta.get(object_name)
+                attribute_labels: tuple[tuple[str, str], ...] = ()
+                customizer = bean.customizer
+                if customizer is not None:
+                    attribute_labels = tuple(
+                        (a, java_string(attributes[a]))
+                        for a in customizer.attributes_as_labels
+                        if attributes.get(a) is not None
+                    )
                 if meta is None and object_name not in self._listed:
                     self._wanted.add(object_name)
                     self._want_list(bean.domain)
@@ -227,6 +256,7 @@ class JmxSource:
                     description: str | None,
                     leaf: object,
                     bean: _Bean = bean,
+                    attribute_labels: tuple[tuple[str, str], ...] = attribute_labels,
                 ) -> None:
                     name = (
                         bean.name
@@ -242,6 +272,7 @@ class JmxSource:
                         description,
                         leaf,
                         samples,
+                        attribute_labels,
                     )
 
                 for attr_name, leaf_value in attributes.items():
@@ -249,18 +280,41 @@ class JmxSource:
                         continue
                     if attr_name in bean.skip_attributes:
                         continue
-                    flatten_attribute(
-                        bean.properties,
-                        attr_name,
-                        meta.get(attr_name) if meta is not None else None,
-                        leaf_value,
-                        emit,
-                    )
+                    attr_meta = meta.get(attr_name) if meta is not None else None
+                    if leaf_value.__class__ in _PLAIN_SCALARS and (
+                        attr_meta is None or attr_meta.type not in _SPECIAL_TYPES
+                    ):
+                        # Most attributes are plain numbers: straight to the rules, skipping
+                        # the walk over composite/tabular shapes (a measurable share per scrape).
+                        engine.record(
+                            bean.domain,
+                            bean.properties,
+                            bean.name,
+                            (),
+                            attr_name,
+                            attr_meta.description if attr_meta is not None else None,
+                            leaf_value,
+                            samples,
+                            attribute_labels,
+                        )
+                        continue
+                    flatten_attribute(bean.properties, attr_name, attr_meta, leaf_value, emit)
+                if customizer is not None:
+                    # Extra metrics are exported as if the bean had these attributes.
+                    for extra in customizer.extra_metrics:
+                        flatten_attribute(
+                            bean.properties,
+                            extra.name,
+                            AttributeMeta("java.lang.Object", extra.description),
+                            extra.value,
+                            emit,
+                        )
         # Keep only beans still there: a JVM that churns through bean names stays bounded.
         self._beans = beans
         self._meta = {k: v for k, v in self._meta.items() if k in beans}
         self._listed &= beans.keys()
         self._wanted &= beans.keys()
+        self._read_errors = read_errors
         return error
 
     def _bean(self, object_name: str) -> _Bean:
@@ -268,7 +322,7 @@ class JmxSource:
         try:
             domain, props_text = split_name(object_name)
         except ValueError:
-            return _Bean("", {}, "", False, None, frozenset())
+            return _Bean("", {}, "", False, None, frozenset(), None)
         properties = key_properties(props_text)
         included = any(p.matches(domain, properties) for p in config.include) and not any(
             p.matches(domain, properties) for p in config.exclude
@@ -281,7 +335,12 @@ class JmxSource:
         for text, attrs in config.exclude_attributes.items():
             if _same_name(text, domain, properties):
                 skip = skip | attrs
-        return _Bean(domain, properties, bean_name(domain, properties), included, only, skip)
+        customizer = next(
+            (c for c in config.metric_customizers if c.applies_to(domain, properties)), None
+        )
+        return _Bean(
+            domain, properties, bean_name(domain, properties), included, only, skip, customizer
+        )
 
     def _list_in_background(self, listing: list[str | None]) -> None:
         if self._list_task is not None and not self._list_task.done():

@@ -1,12 +1,12 @@
 package demo;
 
+import java.util.concurrent.atomic.AtomicLong;
 import javax.management.Attribute;
 import javax.management.AttributeList;
 import javax.management.AttributeNotFoundException;
 import javax.management.DynamicMBean;
 import javax.management.MBeanAttributeInfo;
 import javax.management.MBeanInfo;
-import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A dynamic MBean with a configurable number of numeric attributes, for the scrape benchmark
