@@ -18,7 +18,7 @@ import requests
 import statsd
 
 from tests.fixtures.requirements import require_program
-from tests.integration.statsd_adapter import Adapter, adapter_program
+from tests.fixtures.statsd_adapter import Adapter, adapter_program
 
 MAPPING = """
 mappings:
