@@ -36,7 +36,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.statsd_adapter import Adapter, free_udp_tcp_port  # noqa: E402
+from tests.fixtures.statsd_adapter import Adapter, free_udp_tcp_port  # noqa: E402
 
 LINES_PER_DATAGRAM = 20
 READ_BUFFER = 4 * 1024 * 1024

@@ -56,10 +56,10 @@ class LogfmtFormatter(logging.Formatter):
 
 
 def configure(level: str, fmt: str) -> logging.Logger:
+    """Format every logger's events (asyncio's and the scrape-time sources' too) the same way."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
-    logger = logging.getLogger("metrics-adapter")
-    logger.handlers[:] = [handler]
-    logger.setLevel(LEVELS[level])
-    logger.propagate = False
-    return logger
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS[level])
+    return logging.getLogger("metrics-adapter")

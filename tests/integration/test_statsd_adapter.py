@@ -18,7 +18,7 @@ import requests
 import statsd
 
 from tests.fixtures.requirements import require_program
-from tests.integration.statsd_adapter import Adapter, adapter_program
+from tests.fixtures.statsd_adapter import Adapter, adapter_program
 
 MAPPING = """
 mappings:
@@ -360,3 +360,16 @@ def test_http_reload_reports_a_bad_config(
     samples = adapter.samples()
     assert samples['statsd_exporter_config_reloads_total{outcome="failure"}'] == 1
     assert samples["statsd_exporter_loaded_mappings"] == 3  # the previous config still runs
+
+
+def test_read_buffer_reaches_the_socket(start_adapter: Callable[..., Adapter]) -> None:
+    ss = require_program("ss")
+    adapter = start_adapter("--statsd.read-buffer=1048576")
+    shown = subprocess.run(
+        [ss, "-u", "-a", "-n", "-m", f"sport = :{adapter.statsd_port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # Linux doubles SO_RCVBUF for its bookkeeping and reports the doubled size.
+    assert "rb2097152" in shown, shown
