@@ -62,4 +62,10 @@ def configure(level: str, fmt: str) -> logging.Logger:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
+    # httpx logs every request at INFO; one line per Jolokia or stats scrape would drown the
+    # events that matter. Its warnings and errors still come through; --log.level=debug shows all.
+    chosen = LEVELS[level]
+    logging.getLogger("httpx").setLevel(
+        chosen if chosen <= logging.DEBUG else max(chosen, logging.WARNING)
+    )
     return logging.getLogger("metrics-adapter")

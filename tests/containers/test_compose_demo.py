@@ -150,6 +150,12 @@ def test_prometheus_scrapes_every_target(demo: Demo) -> None:
     eventually(all_targets_up, 90, "all Prometheus targets up")
     eventually(lambda: demo.prometheus_query("checkout_requests"), 60, "the app's StatsD series")
     eventually(lambda: demo.prometheus_query("git_sync_count_total"), 60, "git-sync's metrics")
+    eventually(lambda: demo.prometheus_query("demo_requests_total"), 90, "the JVM's JMX series")
+    eventually(lambda: demo.prometheus_query("jmx_scrape_error == 0"), 60, "a clean JMX scrape")
+    eventually(
+        lambda: demo.prometheus_query("nginx_http_requests_total"), 60, "nginx's stub_status"
+    )
+    eventually(lambda: demo.prometheus_query("redis_role_master == 1"), 60, "Redis INFO app stats")
 
 
 def test_compose_down_leaves_nothing_running(demo: Demo) -> None:
