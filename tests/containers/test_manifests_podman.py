@@ -24,6 +24,7 @@ What the tests change in the rendered YAML, and why (nothing else is touched):
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import socket
@@ -118,6 +119,22 @@ def _assert_hardened(podman: Podman, container: str) -> None:
     assert write.returncode != 0 and "Read-only file system" in write.stderr, container
 
 
+def _assert_memory_within_limits(podman: Podman, containers: list[str]) -> None:
+    """The manifest's memory limits are applied, and the measured usage stays well below them
+    (printed too: the numbers the requests and limits are sized from; see pytest -s)."""
+    stats = {
+        s["name"]: s for s in json.loads(podman.run("stats", "--no-stream", "--format", "json"))
+    }
+    for name in containers:
+        limit = int(podman.run("inspect", name, "--format", "{{.HostConfig.Memory}}").strip())
+        assert limit > 0, f"{name} runs without a memory limit"
+        usage = stats[name]["mem_usage"]
+        print(f"memory {name}: {usage}")
+        assert float(stats[name]["mem_percent"].rstrip("%")) < 80, (
+            f"{name}: {usage}, near its limit"
+        )
+
+
 def _container(podman: Podman, workload: str, container: str) -> str:
     """The podman name of a container in the pod ``kube play`` made for ``workload``: podman names
     it ``<pod>-<container>``; the pod of a Pod has its name, that of a Deployment
@@ -179,6 +196,7 @@ def test_web_pod_serves_the_synced_commit_and_follows_pushes(
     # The manifest's security settings are what the processes actually run with.
     for container in (nginx, git_sync):
         _assert_hardened(podman, container)
+    _assert_memory_within_limits(podman, [nginx, git_sync])
     # nginx may read the synced tree but never write it.
     write = podman.exec(nginx, "touch", "/git/current/intruder")
     assert write.returncode != 0 and "Read-only file system" in write.stderr
@@ -299,6 +317,7 @@ def test_cache_pod_sends_writes_to_the_master_and_reads_to_a_replica(
 
     for container in (app, ambassador, master, replica):
         _assert_hardened(podman, container)
+    _assert_memory_within_limits(podman, [app, ambassador, master, replica])
 
 
 def _series(text: str, name: str) -> list[tuple[str, float]]:
@@ -367,3 +386,4 @@ def test_metrics_pod_exposes_statsd_and_jmx_as_prometheus_series(podman: Podman)
     assert any(name.startswith("demo_requests") for name in re.findall(r"^(\w+)\{", text, re.M))
     for container in (app, jvm, adapter):
         _assert_hardened(podman, container)
+    _assert_memory_within_limits(podman, [app, jvm, adapter])
