@@ -199,6 +199,9 @@ def test_web_pod_serves_the_synced_commit_and_follows_pushes(
     for container in (nginx, git_sync):
         _assert_hardened(podman, container)
     _assert_memory_within_limits(podman, [nginx, git_sync])
+    # The worktree's git metadata is not published (nginx.conf denies /.git).
+    dot_git = _get(f"{site}.git")
+    assert dot_git is not None and dot_git.status_code == 403, "the .git file is served"
     # nginx may read the synced tree but never write it.
     write = podman.exec(nginx, "touch", "/git/current/intruder")
     assert write.returncode != 0 and "Read-only file system" in write.stderr
