@@ -3,7 +3,8 @@ the project's images, then checks of behaviour through the pods, and of the hard
 containers actually get (non-root, read-only root, no capabilities, no new privileges, seccomp).
 
 - web: nginx serves the commit git-sync published, and a new push appears;
-- cache: the demo app's writes reach the Redis master and its reads a replica, via the ambassador;
+- cache: the demo app's writes reach the Redis master and its reads a replica, via the ambassador,
+  with static upstreams and with discovery through the example Sentinel;
 - metrics: the app's StatsD and the JVM's JMX (through Jolokia) arrive as Prometheus series on
   the adapter's /metrics.
 
@@ -15,8 +16,9 @@ What the tests change in the rendered YAML, and why (nothing else is touched):
   as well, and 0644 leaves it untraversable for a non-root process (Kubernetes applies it to files);
 - web: ``--repo`` points at a ``git daemon`` that the test adds to the pod, serving a repository on
   the host through a read-only hostPath volume (the stand-in for GitHub);
-- cache: the Redis StatefulSets are played as Pods (podman has no StatefulSet, and no Services:
-  ``hostAliases`` give the Service names ``redis-master``/``redis-replica`` the pods' addresses),
+- cache: the Redis StatefulSets are played as Pods, one each (podman has no StatefulSet, and no
+  Services: ``hostAliases`` give the Service names ``redis-master``/``redis-replica``/
+  ``redis-sentinel`` the pods' addresses), the overlay's namespace is dropped,
   with a host directory owned by the pod's uid as data volume (what fsGroup gives on a cluster;
   podman 4.3 ignores fsGroup).
 """
@@ -24,6 +26,7 @@ What the tests change in the rendered YAML, and why (nothing else is touched):
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import socket
@@ -118,6 +121,22 @@ def _assert_hardened(podman: Podman, container: str) -> None:
     assert write.returncode != 0 and "Read-only file system" in write.stderr, container
 
 
+def _assert_memory_within_limits(podman: Podman, containers: list[str]) -> None:
+    """The manifest's memory limits are applied, and the measured usage stays well below them
+    (printed too: the numbers the requests and limits are sized from; see pytest -s)."""
+    stats = {
+        s["name"]: s for s in json.loads(podman.run("stats", "--no-stream", "--format", "json"))
+    }
+    for name in containers:
+        limit = int(podman.run("inspect", name, "--format", "{{.HostConfig.Memory}}").strip())
+        assert limit > 0, f"{name} runs without a memory limit"
+        usage = stats[name]["mem_usage"]
+        print(f"memory {name}: {usage}")
+        assert float(stats[name]["mem_percent"].rstrip("%")) < 80, (
+            f"{name}: {usage}, near its limit"
+        )
+
+
 def _container(podman: Podman, workload: str, container: str) -> str:
     """The podman name of a container in the pod ``kube play`` made for ``workload``: podman names
     it ``<pod>-<container>``; the pod of a Pod has its name, that of a Deployment
@@ -179,6 +198,10 @@ def test_web_pod_serves_the_synced_commit_and_follows_pushes(
     # The manifest's security settings are what the processes actually run with.
     for container in (nginx, git_sync):
         _assert_hardened(podman, container)
+    _assert_memory_within_limits(podman, [nginx, git_sync])
+    # The worktree's git metadata is not published (nginx.conf denies /.git).
+    dot_git = _get(f"{site}.git")
+    assert dot_git is not None and dot_git.status_code == 403, "the .git file is served"
     # nginx may read the synced tree but never write it.
     write = podman.exec(nginx, "touch", "/git/current/intruder")
     assert write.returncode != 0 and "Read-only file system" in write.stderr
@@ -214,8 +237,15 @@ def _pod_ip(podman: Podman, container: str) -> str:
     return address
 
 
-def _answers_ping(podman: Podman, container: str) -> bool:
-    return "PONG" in podman.exec(container, "redis-cli", "ping").stdout
+def _answers_ping(podman: Podman, container: str, port: int) -> bool:
+    return "PONG" in podman.exec(container, "redis-cli", "-p", str(port), "ping").stdout
+
+
+def _unnamespaced(doc: Document) -> Document:
+    """podman plays everything in one place: drop the overlay's namespace."""
+    doc = copy.deepcopy(doc)
+    doc["metadata"].pop("namespace", None)
+    return doc
 
 
 def _redis_calls(podman: Podman, container: str) -> dict[str, int]:
@@ -224,27 +254,41 @@ def _redis_calls(podman: Podman, container: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"cmdstat_(\w+):calls=(\d+)", info)}
 
 
+@pytest.mark.parametrize(
+    ("kustomization", "discovery"),
+    [("base/cache", "static"), ("overlays/demo-native-sidecar", "sentinel")],
+)
 def test_cache_pod_sends_writes_to_the_master_and_reads_to_a_replica(
-    podman: Podman, tmp_path: Path
+    podman: Podman, tmp_path: Path, kustomization: str, discovery: str
 ) -> None:
+    """Static upstreams (base), and discovery through the example Sentinel
+    (components/ambassador-sentinel, in the native-sidecar overlay)."""
     podman.load(ensure_image("redis-ambassador"), REDIS_IMAGE)
-    docs = render("base/cache")
+    docs = render(kustomization)
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
     addresses: dict[str, str] = {}
     nodes: dict[str, str] = {}
-    for name in ("redis-master", "redis-replica"):
+    statefulsets = ["redis-master", "redis-replica"]
+    if discovery == "sentinel":
+        statefulsets.append("redis-sentinel")
+    for name in statefulsets:
         statefulset = find(docs, "StatefulSet", name)
         uid = pod_spec(statefulset)["securityContext"]["runAsUser"]
         aliases = {"redis-master": addresses["redis-master"]} if addresses else {}
-        podman.play([_statefulset_as_pod(statefulset, tmp_path / name, aliases, uid)], name)
-        nodes[name] = _container(podman, name, "redis")
-        node = nodes[name]
+        pod = _statefulset_as_pod(statefulset, tmp_path / name, aliases, uid)
+        _config_volumes_traversable(pod["spec"])
+        used = [v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v]
+        podman.play([*(_unnamespaced(configmaps[c]) for c in used), pod], name)
+        (container,) = pod["spec"]["containers"]
+        node = nodes[name] = _container(podman, name, container["name"])
+        port = container["ports"][0]["containerPort"]
         wait_for(
             f"{name} to answer",
-            partial(_answers_ping, podman, node),
+            partial(_answers_ping, podman, node, port),
             30,
             partial(podman.logs, node),
         )
-        addresses[name] = _pod_ip(podman, nodes[name])
+        addresses[name] = _pod_ip(podman, node)
     master, replica = nodes["redis-master"], nodes["redis-replica"]
     wait_for(
         "the replica to sync",
@@ -255,8 +299,21 @@ def test_cache_pod_sends_writes_to_the_master_and_reads_to_a_replica(
         30,
         lambda: podman.logs(replica),
     )
+    if discovery == "sentinel":
+        sentinel = nodes["redis-sentinel"]
+        wait_for(
+            "Sentinel to know the master and the replica",
+            lambda: (
+                "num-slaves\n1\n"
+                in podman.exec(
+                    sentinel, "redis-cli", "-p", "26379", "sentinel", "master", "mymaster"
+                ).stdout
+            ),
+            30,
+            lambda: podman.logs(sentinel),
+        )
 
-    deployment = find(docs, "Deployment", "cache-demo")
+    deployment = _unnamespaced(find(docs, "Deployment", "cache-demo"))
     deployment["spec"]["replicas"] = 1
     spec = pod_spec(deployment)
     spec["hostAliases"] = [{"ip": ip, "hostnames": [name]} for name, ip in addresses.items()]
@@ -297,8 +354,9 @@ def test_cache_pod_sends_writes_to_the_master_and_reads_to_a_replica(
     metrics = _get(f"http://127.0.0.1:{ports['ambassador']}/metrics")
     assert metrics is not None and metrics.status_code == 200 and "# TYPE" in metrics.text
 
-    for container in (app, ambassador, master, replica):
+    for container in (app, ambassador, *nodes.values()):
         _assert_hardened(podman, container)
+    _assert_memory_within_limits(podman, [app, ambassador, *nodes.values()])
 
 
 def _series(text: str, name: str) -> list[tuple[str, float]]:
@@ -367,3 +425,4 @@ def test_metrics_pod_exposes_statsd_and_jmx_as_prometheus_series(podman: Podman)
     assert any(name.startswith("demo_requests") for name in re.findall(r"^(\w+)\{", text, re.M))
     for container in (app, jvm, adapter):
         _assert_hardened(podman, container)
+    _assert_memory_within_limits(podman, [app, jvm, adapter])
