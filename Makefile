@@ -27,7 +27,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 # The whole suite: lint, images, unit + integration + container tests.
-test: venv lint images
+test: venv lint images $(CHECKOV_VENV)/bin/checkov
 	$(VENV)/bin/pytest
 
 # Without images and container tests, for a quick loop while developing.
@@ -42,6 +42,8 @@ K8S_VERSIONS ?= 1.29.0 1.30.0 1.31.0 1.32.0 1.33.0
 # checkov has its own venv: its large, pinned dependency tree must not steer the project's.
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_VERSION ?= 3.3.30
+# kubectl's built-in kustomize where kubectl is installed, else the standalone kustomize.
+KUSTOMIZE ?= $(shell command -v kubectl >/dev/null 2>&1 && echo "kubectl kustomize" || echo "kustomize build")
 
 $(CHECKOV_VENV)/bin/checkov:
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -51,7 +53,7 @@ manifests-check: venv $(CHECKOV_VENV)/bin/checkov
 	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; mkdir "$$out/overlays"; \
 	for k in $$(find manifests -name kustomization.yaml -exec grep -L '^kind: Component' {} + | xargs -n1 dirname | sort); do \
 	  f="$$out/$$(echo $$k | tr / _).yaml"; \
-	  kubectl kustomize "$$k" > "$$f"; \
+	  $(KUSTOMIZE) "$$k" > "$$f"; \
 	  for v in $(K8S_VERSIONS); do \
 	    $(VENV)/bin/kubernetes-validate --strict --quiet --no-warn -k $$v "$$f"; \
 	  done; \
