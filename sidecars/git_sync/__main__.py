@@ -302,11 +302,15 @@ def _export_config_error(args: list[str], message: str) -> None:
 
 def _act(action: Action) -> int:
     if action.kind == "version":
-        print(version("podpatterns"))
+        text = version("podpatterns")
     elif action.kind == "help":
-        print(usage())
+        text = usage()
     else:
-        print(MANUAL + "\n" + usage())
+        text = MANUAL + "\n" + usage()
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `git-sync --man | head`: the reader left, that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
