@@ -852,7 +852,7 @@ def test_github_app_token_is_fetched_and_used(
     """A local stub of GitHub's token endpoint; the git server accepts only the token it issued."""
     import subprocess
 
-    from tests.fixtures.git_remote import _http_backend_handler
+    from tests.fixtures.git_remote import http_backend_handler
     from tests.fixtures.requirements import require_program
 
     key = tmp_path / "app-key"
@@ -891,7 +891,7 @@ def test_github_app_token_is_fetched_and_used(
     api = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
     log: list[str] = []
     git_server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), _http_backend_handler(git_remote.bare.parent, "-", token, log)
+        ("127.0.0.1", 0), http_backend_handler(git_remote.bare.parent, "-", token, log)
     )
     for server in (api, git_server):
         threading.Thread(target=server.serve_forever, daemon=True).start()
