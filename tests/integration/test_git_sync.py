@@ -1181,3 +1181,17 @@ def test_a_moving_tag_is_followed_both_ways(
     git_remote.commit({"index.html": "three"})  # the branch moves, the tag does not
     time.sleep(0.5)  # ten polls
     assert published_hash(root / "current") == first
+
+
+def test_sigterm_stops_a_one_time_run_with_a_failure_code(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    wrapper, armed, started = _slow_git(tmp_path)
+    armed.touch()
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time", f"--git={wrapper}"))
+    wait_for(started.exists, what="the sync to stall inside worktree add")
+    sync.signal(signal.SIGTERM)
+    assert sync.wait_exit(timeout=15) == 128 + signal.SIGTERM
+    assert not os.path.lexists(root / "current")
+    assert list((root / ".worktrees").iterdir()) == []
