@@ -1195,3 +1195,26 @@ def test_sigterm_stops_a_one_time_run_with_a_failure_code(
     assert sync.wait_exit(timeout=15) == 128 + signal.SIGTERM
     assert not os.path.lexists(root / "current")
     assert list((root / ".worktrees").iterdir()) == []
+
+
+def test_exechook_sees_the_environment_but_not_the_password(
+    git_http_remote: GitHttpRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    out = tmp_path / "env.out"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\nenv > {out}\n")
+    hook.chmod(0o755)
+    sync = start_git_sync(
+        *common(git_http_remote.url, tmp_path / "root", "--one-time"),
+        f"--exechook-command={hook}",
+        env={
+            "GITSYNC_USERNAME": git_http_remote.username,
+            "GITSYNC_PASSWORD": git_http_remote.password,
+            "APP_SETTING": "passed-through",
+        },
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    seen = out.read_text()
+    assert "APP_SETTING=passed-through" in seen
+    assert f"GITSYNC_HASH={git_http_remote.remote.head()}" in seen
+    assert git_http_remote.password not in seen
