@@ -320,6 +320,7 @@ def test_error_file_holds_the_git_error_and_is_removed_after_success(
     assert set(payload) == {"Msg", "Err", "Args"}
     assert "later" in payload["Err"]
     assert http_get(f"http://127.0.0.1:{port}/")[0] == 503
+    assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 503
     assert not (root / "synced").exists()
     later = git_remote.commit({"index.html": "later\n"}, branch="later")
     wait_for(lambda: published_hash(root / "current") == later, what="ref appears")
@@ -607,7 +608,9 @@ def test_metrics_use_upstream_names(
         return http_get(f"http://127.0.0.1:{port}/metrics")[1]
 
     wait_for(lambda: metric(scraped(), "git_sync_count_total", 'status="noop"') >= 2, what="noops")
-    assert http_get(f"http://127.0.0.1:{port}/debug/pprof/")[0] == 404  # only with --http-pprof
+    # Without --http-pprof the debug path is just the readiness check (upstream's catch-all).
+    assert http_get(f"http://127.0.0.1:{port}/debug/pprof/") == (200, "")
+    assert http_get(f"http://127.0.0.1:{port}/healthz") == (200, "")
     text = scraped()
     assert metric(text, "git_sync_count_total", 'status="success"') == 1
     assert metric(text, "git_fetch_count_total") == 1
