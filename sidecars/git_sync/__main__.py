@@ -172,11 +172,11 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
     running = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     assert main_task is not None
-    stopping = False
+    stopped_by = 0
 
     def stop(signum: int) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal stopped_by
+        stopped_by = signum
         log.info(0, "caught signal, shutting down", signal=signal.Signals(signum).name)
         main_task.cancel()
 
@@ -204,12 +204,14 @@ async def _serve(cfg: Config, private: PrivateConfig, log: Logger) -> int:
                 return 1
         return await loop.run()
     except asyncio.CancelledError:
-        if not stopping:
+        if not stopped_by:
             raise
         # Whatever was in flight cleaned up after itself (see Repo.build_worktree); the link
         # swap is not interruptible, so the published tree is whole.
         publisher.remove_leftovers()
-        return 0
+        # A stopped long-running sidecar did its job; a stopped --one-time run (an init
+        # container) did not finish its one sync, and must not report success.
+        return 128 + stopped_by if cfg.one_time else 0
     finally:
         for task in background:
             task.cancel()
@@ -302,11 +304,15 @@ def _export_config_error(args: list[str], message: str) -> None:
 
 def _act(action: Action) -> int:
     if action.kind == "version":
-        print(version("podpatterns"))
+        text = version("podpatterns")
     elif action.kind == "help":
-        print(usage())
+        text = usage()
     else:
-        print(MANUAL + "\n" + usage())
+        text = MANUAL + "\n" + usage()
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `git-sync --man | head`: the reader left, that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -188,6 +188,53 @@ ENV_ONLY: tuple[Flag, ...] = (
     _f("sync-trigger-secret", S, "", "GITSYNC_SYNC_TRIGGER_SECRET", secret=True),
 )
 
+# One line of help per flag, shown by --help (texts follow upstream's).
+HELP_TEXT: dict[str, str] = {
+    "submodules": "git submodule behavior: one of 'recursive', 'shallow', or 'off'",
+    "sparse-checkout-file": "the path to a sparse-checkout file",
+    "error-file": "an optional file (absolute or relative to --root) into which errors are written",
+    "init-period": "the time between attempts until the first success (default: --period)",
+    "sync-timeout": "the total time allowed for one complete sync, must be >= 10ms",
+    "one-time": "exit after the first sync",
+    "sync-on-signal": "sync on receipt of the specified signal (e.g. SIGHUP)",
+    "max-failures": "consecutive failures allowed before aborting (-1: retry forever)",
+    "init-max-failures": "failures allowed before the first success (default: --max-failures)",
+    "touch-file": "a file (absolute or relative to --root) touched after each update",
+    "add-user": "add an /etc/passwd record for the current UID/GID (SSH with an arbitrary UID)",
+    "group-write": "ensure that all data (repo, worktrees, etc.) is group writable",
+    "stale-worktree-timeout": "how long to retain non-current worktrees",
+    "exechook-command": "an optional command to be run when syncs complete (must be idempotent)",
+    "exechook-timeout": "the timeout for the exechook",
+    "exechook-backoff": "the time to wait before retrying a failed exechook",
+    "webhook-url": "a URL notified when syncs complete (must be idempotent)",
+    "webhook-method": "the HTTP method for the webhook",
+    "webhook-success-status": "the HTTP status of a successful webhook (0: any)",
+    "webhook-timeout": "the timeout for the webhook",
+    "webhook-backoff": "the time to wait before retrying a failed webhook",
+    "username": "the username to use for git auth",
+    "password-file": "the file holding the password or personal access token for git auth",
+    "credential": "one or more credentials as JSON {url, username, password|password-file}",
+    "ssh-key-file": "the SSH key(s) to use",
+    "ssh-known-hosts": "enable SSH known_hosts verification",
+    "ssh-known-hosts-file": "the known_hosts file to use",
+    "cookie-file": "use a git cookiefile (/etc/git-secret/cookie_file) for authentication",
+    "askpass-url": "a URL returning git credentials (username=<value> and password=<value>)",
+    "github-base-url": "the GitHub API base URL, for GitHub app auth",
+    "github-app-private-key-file": "the file holding the private key for GitHub app auth",
+    "github-app-client-id": "the GitHub app client ID to use for GitHub app auth",
+    "github-app-application-id": "the GitHub app application ID to use for GitHub app auth",
+    "github-app-installation-id": "the GitHub app installation ID to use for GitHub app auth",
+    "git-config": 'more git config: section.var1:val1,"section.sub.var2":"val2"',
+    "git-gc": "git garbage collection: one of 'auto', 'always', 'aggressive', or 'off'",
+    "http-bind": "the bind address (including port) for git-sync's HTTP endpoint",
+    "http-metrics": "enable metrics on git-sync's HTTP endpoint",
+    "http-pprof": "enable the debug endpoints (a stack dump) on git-sync's HTTP endpoint",
+    "verify-signatures": "publish only commits signed by a key in --allowed-signers-file",
+    "allowed-signers-file": "an SSH allowed-signers file or an OpenPGP public keyring",
+    "max-sync-failures": "DEPRECATED: use --max-failures instead",
+    "sync-hook-command": "DEPRECATED: use --exechook-command instead",
+}
+
 _BY_NAME = {flag.name: flag for flag in FLAGS}
 _BY_SHORT = {flag.short: flag for flag in FLAGS if flag.short}
 _BY_SHORT["?"] = _BY_NAME["help"]
@@ -340,7 +387,8 @@ def usage() -> str:
     for flag in FLAGS:
         short = f"-{flag.short}, " if flag.short else "    "
         envs = f" (env: {', '.join(flag.envs)})" if flag.envs else ""
-        lines.append(f"  {short}--{flag.name} {flag.kind.value}  {flag.help}{envs}".rstrip())
+        text = flag.help or HELP_TEXT.get(flag.name, "")
+        lines.append(f"  {short}--{flag.name} {flag.kind.value}\n        {text}{envs}".rstrip())
     lines += ["", " ENVIRONMENT VARIABLES (only):"]
     lines += [f"  ${flag.envs[0]}" for flag in ENV_ONLY]
     return "\n".join(lines)

@@ -97,11 +97,11 @@ class HttpEndpoint:
             return 200, CONTENT_TYPE_LATEST, generate_latest()
         if path.startswith("/debug/pprof/") and self.debug_enabled:
             return 200, "text/plain; charset=utf-8", _stack_dump().encode()
-        if path == "/":
-            if self.state.ready:
-                return 200, "text/plain", b""
-            return 503, "text/plain", b"repo is not ready\n"
-        return 404, "text/plain", b"404 page not found\n"
+        # Every other path is the readiness check, as upstream's catch-all "/" handler: probes
+        # written for it (`/`, `/healthz`, ...) keep working.
+        if self.state.ready:
+            return 200, "text/plain", b""
+        return 503, "text/plain", b"repo is not ready\n"
 
     def _trigger(self, request: Request) -> tuple[int, str, bytes]:
         assert self.trigger_secret is not None

@@ -20,13 +20,21 @@ _URL_PASSWORD = re.compile(r"(://[^/\s:@]*):[^@/\s]*@")
 
 
 class Redactor:
+    # Rotating credentials (askpass URL, app tokens) add a secret per refresh: keep the most
+    # recent ones only, so memory and per-line cost stay bounded in a long-running sidecar.
+    MAX_SECRETS = 64
+
     def __init__(self) -> None:
-        self._secrets: set[str] = set()
+        self._secrets: dict[str, None] = {}
 
     def add(self, secret: str) -> None:
         secret = secret.strip()
-        if len(secret) >= 3:  # redacting 1-2 chars would mangle every line
-            self._secrets.add(secret)
+        if len(secret) < 3:  # redacting 1-2 chars would mangle every line
+            return
+        self._secrets.pop(secret, None)
+        self._secrets[secret] = None
+        while len(self._secrets) > self.MAX_SECRETS:
+            del self._secrets[next(iter(self._secrets))]
 
     def __call__(self, text: str) -> str:
         text = _URL_PASSWORD.sub(r"\1:REDACTED@", text)

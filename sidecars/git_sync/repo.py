@@ -99,6 +99,9 @@ class Repo:
                 "fsck", "--no-progress", "--connectivity-only", cwd=self.s.root, deadline=deadline
             )
         except GitError as err:
+            if err.returncode is None:
+                # Out of time is not proof of corruption: fail this sync, never wipe for it.
+                raise
             self.log.error(err, "repo sanity check failed", path=str(self.s.root))
             return False
         return not (self.dot_git / "shallow.lock").exists()

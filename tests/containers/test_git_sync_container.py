@@ -110,11 +110,14 @@ def test_a_push_shows_up_in_nginx(
     started: list[DockerContainer] = []
     with Network() as network:
         try:
+            # The git server: git daemon from the git-sync image itself (it has git; the real
+            # python/debian images do not), as root so the host-owned repository is trusted.
             server = (
-                DockerContainer("python:3.11-slim")
+                DockerContainer(git_sync_image)
+                .with_kwargs(entrypoint=["git"], user="0:0")
                 .with_volume_mapping(str(git_remote.bare), "/srv/site.git", "ro")
                 .with_command(
-                    "git daemon --export-all --reuseaddr --base-path=/srv --listen=0.0.0.0 /srv"
+                    "daemon --export-all --reuseaddr --base-path=/srv --listen=0.0.0.0 /srv"
                 )
                 .with_network(network)
                 .with_network_aliases("git-server")

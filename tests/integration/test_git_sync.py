@@ -320,6 +320,7 @@ def test_error_file_holds_the_git_error_and_is_removed_after_success(
     assert set(payload) == {"Msg", "Err", "Args"}
     assert "later" in payload["Err"]
     assert http_get(f"http://127.0.0.1:{port}/")[0] == 503
+    assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 503
     assert not (root / "synced").exists()
     later = git_remote.commit({"index.html": "later\n"}, branch="later")
     wait_for(lambda: published_hash(root / "current") == later, what="ref appears")
@@ -607,7 +608,9 @@ def test_metrics_use_upstream_names(
         return http_get(f"http://127.0.0.1:{port}/metrics")[1]
 
     wait_for(lambda: metric(scraped(), "git_sync_count_total", 'status="noop"') >= 2, what="noops")
-    assert http_get(f"http://127.0.0.1:{port}/debug/pprof/")[0] == 404  # only with --http-pprof
+    # Without --http-pprof the debug path is just the readiness check (upstream's catch-all).
+    assert http_get(f"http://127.0.0.1:{port}/debug/pprof/") == (200, "")
+    assert http_get(f"http://127.0.0.1:{port}/healthz") == (200, "")
     text = scraped()
     assert metric(text, "git_sync_count_total", 'status="success"') == 1
     assert metric(text, "git_fetch_count_total") == 1
@@ -852,7 +855,7 @@ def test_github_app_token_is_fetched_and_used(
     """A local stub of GitHub's token endpoint; the git server accepts only the token it issued."""
     import subprocess
 
-    from tests.fixtures.git_remote import _http_backend_handler
+    from tests.fixtures.git_remote import http_backend_handler
     from tests.fixtures.requirements import require_program
 
     key = tmp_path / "app-key"
@@ -891,7 +894,7 @@ def test_github_app_token_is_fetched_and_used(
     api = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
     log: list[str] = []
     git_server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), _http_backend_handler(git_remote.bare.parent, "-", token, log)
+        ("127.0.0.1", 0), http_backend_handler(git_remote.bare.parent, "-", token, log)
     )
     for server in (api, git_server):
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -1181,3 +1184,40 @@ def test_a_moving_tag_is_followed_both_ways(
     git_remote.commit({"index.html": "three"})  # the branch moves, the tag does not
     time.sleep(0.5)  # ten polls
     assert published_hash(root / "current") == first
+
+
+def test_sigterm_stops_a_one_time_run_with_a_failure_code(
+    git_remote: GitRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    wrapper, armed, started = _slow_git(tmp_path)
+    armed.touch()
+    root = tmp_path / "root"
+    sync = start_git_sync(*common(git_remote.url, root, "--one-time", f"--git={wrapper}"))
+    wait_for(started.exists, what="the sync to stall inside worktree add")
+    sync.signal(signal.SIGTERM)
+    assert sync.wait_exit(timeout=15) == 128 + signal.SIGTERM
+    assert not os.path.lexists(root / "current")
+    assert list((root / ".worktrees").iterdir()) == []
+
+
+def test_exechook_sees_the_environment_but_not_the_password(
+    git_http_remote: GitHttpRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    out = tmp_path / "env.out"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\nenv > {out}\n")
+    hook.chmod(0o755)
+    sync = start_git_sync(
+        *common(git_http_remote.url, tmp_path / "root", "--one-time"),
+        f"--exechook-command={hook}",
+        env={
+            "GITSYNC_USERNAME": git_http_remote.username,
+            "GITSYNC_PASSWORD": git_http_remote.password,
+            "APP_SETTING": "passed-through",
+        },
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    seen = out.read_text()
+    assert "APP_SETTING=passed-through" in seen
+    assert f"GITSYNC_HASH={git_http_remote.remote.head()}" in seen
+    assert git_http_remote.password not in seen

@@ -348,3 +348,14 @@ def test_redactor(text: str, expected: str) -> None:
     redact.add("s3cret-Passw0rd")
     redact.add("x")  # too short to redact safely: ignored
     assert redact(text) == expected
+
+
+def test_redactor_keeps_only_recent_secrets() -> None:
+    from sidecars.git_sync.jsonlog import Redactor
+
+    redact = Redactor()
+    for i in range(Redactor.MAX_SECRETS + 10):
+        redact.add(f"token-{i:04d}")
+    newest = f"token-{Redactor.MAX_SECRETS + 9:04d}"
+    assert redact(newest) == "REDACTED"
+    assert redact("token-0000") == "token-0000"  # rotated out long ago
