@@ -102,6 +102,7 @@ class Node:
     def release(self, upstream: Upstream, reusable: bool) -> None:
         upstream.listener = None
         upstream.raw_sink = None
+        upstream.backpressure = None
         if reusable and upstream.idle_clean and not upstream.stale and len(self.idle) < _POOL_MAX:
             self.idle.append(upstream)
         else:

@@ -97,6 +97,7 @@ class Session:
         self._reading_paused = False
         self._pipe_pending: Upstream | None = None
         self._pipe: Upstream | None = None
+        self._request_stream: Upstream | None = None  # a large request being forwarded
         self._finished = False
         self.last_active = time.monotonic()
         self.closing_since: float | None = None
@@ -145,6 +146,16 @@ class Session:
         for upstream in self._conns.values():
             upstream.resume_reading()
 
+    def _upstream_backpressure(self, full: bool) -> None:
+        """A node's socket buffer is full (we forward a large request faster than it reads):
+        stop reading from the client until it drains."""
+        if self._client_gone:
+            return
+        if full:
+            self._transport.pause_reading()
+        elif not self._reading_paused:
+            self._transport.resume_reading()
+
     def check_deadlines(self, now: float) -> None:
         """Called periodically by the server: reply deadlines, idle clients, stuck closes."""
         if self._finished:
@@ -175,29 +186,82 @@ class Session:
     def _process(self) -> None:
         touched: dict[Upstream, list[bytes]] = {}
         buf = self._buf
+        scanner = self._scanner
         pos = 0
         try:
             while not self._closing and not self._blocked:
-                command = self._scanner.scan(buf, pos)
+                if self._request_stream is not None:
+                    pos = self._continue_request_stream(buf, pos)
+                    if self._request_stream is not None:
+                        break
+                    continue
+                command = scanner.scan(buf, pos)
                 if command is None:
+                    start = scanner.frame_start
+                    if start >= 0 and len(buf) - start >= _STREAM_AT:
+                        partial = scanner.partial()
+                        if partial is not None and self._start_request_stream(partial, touched):
+                            continue
                     break
                 pos = command.end
                 self._dispatch(command, bytes(buf[command.start : pos]), touched)
         except ProtocolError as exc:
             metrics.REJECTED_CLIENTS.labels("protocol").inc()
             log.info("protocol error, closing client", extra={"reason": str(exc)})
+            if self._request_stream is not None:
+                self._request_stream.abort("client sent a malformed request mid-frame")
+                self._request_stream = None
             self._answer(error_reply(str(exc)))
             self._begin_closing()
         finally:
-            for upstream, parts in touched.items():
-                with contextlib.suppress(ConnectionError):
-                    upstream.send(b"".join(parts) if len(parts) > 1 else parts[0])
+            self._send_touched(touched)
         if pos:
             del buf[:pos]
-            self._scanner.rebase(pos)
+            scanner.rebase(pos)
         if len(self._queue) > _MAX_IN_FLIGHT or self._blocked:
             self._pause_client()
         self._drain()
+
+    def _send_touched(self, touched: dict[Upstream, list[bytes]]) -> None:
+        for upstream, parts in touched.items():
+            with contextlib.suppress(ConnectionError):
+                upstream.send(b"".join(parts) if len(parts) > 1 else parts[0])
+        touched.clear()
+
+    def _start_request_stream(self, partial: Command, touched: dict[Upstream, list[bytes]]) -> bool:
+        """A large request (say a SET of a big value) is routed as soon as its name is known
+        and forwarded as it arrives, instead of being held whole. Only plain commands qualify:
+        connection-state and transaction commands are never large."""
+        action = classify(partial, self._backends.table)
+        if (
+            action not in (Action.READ, Action.WRITE, Action.MASTER)
+            or self._backends.promotion_seen
+        ):
+            return False
+        node: Node | None
+        if action is Action.READ and not (self._in_multi or self._watching):
+            node = self._pick_reader()
+        else:
+            master = self._backends.master
+            node = master if master.up or master in self._conns else None
+        if node is None:
+            return False  # answered with an error once it is complete, the ordinary way
+        upstream = self._connection(node, touched)
+        self._send(node, b"", action, touched, retryable=False)
+        self._send_touched(touched)  # everything before it on that connection goes first
+        self._request_stream = upstream
+        return True
+
+    def _continue_request_stream(self, buf: bytearray, pos: int) -> int:
+        upstream = self._request_stream
+        assert upstream is not None
+        end, complete = self._scanner.advance(buf)
+        if end > pos:
+            with contextlib.suppress(ConnectionError):
+                upstream.send(bytes(buf[pos:end]))
+        if complete:
+            self._request_stream = None
+        return end
 
     def _dispatch(
         self, command: Command, frame: bytes, touched: dict[Upstream, list[bytes]]
@@ -363,6 +427,7 @@ class Session:
         keep_frame: bool = False,
         before: asyncio.Task[None] | None = None,
         in_transaction: bool = False,
+        retryable: bool = True,
     ) -> None:
         upstream = self._connection(node, touched)
         touched.setdefault(upstream, []).append(frame)
@@ -375,7 +440,8 @@ class Session:
             self._pending_writes += 1
             self._wrote = True
             self._need_offset = None
-        retry_write = action is Action.WRITE and not in_transaction
+        retry_write = retryable and action is Action.WRITE and not in_transaction
+        keep_frame = keep_frame and retryable
         self._enqueue(
             Pending(
                 upstream,
@@ -401,6 +467,7 @@ class Session:
             self._retired.append(upstream)
         upstream = node.lease()
         upstream.listener = self._drain
+        upstream.backpressure = self._upstream_backpressure
         self._conns[node] = upstream
         for key in (*_PRELUDE_ORDER, *sorted(set(self._prelude) - set(_PRELUDE_ORDER))):
             frame = self._prelude.get(key)

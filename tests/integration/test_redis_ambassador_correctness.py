@@ -299,3 +299,23 @@ def test_a_large_reply_is_streamed_not_held_whole(
     growth_mib = (_peak_rss_kib(amb.process.pid) - before) / 1024
     assert growth_mib < 24, f"peak RSS grew by {growth_mib:.0f} MiB for a 64 MiB reply"
     nodes.master.client().delete("huge")
+
+
+def test_a_large_request_is_streamed_not_held_whole(
+    stack: tuple[RedisSet, AmbassadorProcess],
+) -> None:
+    """A 64 MiB SET through the ambassador (with commands before and after it in the same
+    pipeline) arrives intact, and the ambassador's peak memory grows far less than the value."""
+    nodes, amb = stack
+    reset(nodes)
+    value = bytes(range(256)) * (256 * 1024)  # 64 MiB
+    client = amb.client()
+    assert client.get("warm-up") is None
+    before = _peak_rss_kib(amb.process.pid)
+    pipe = client.pipeline(transaction=False)
+    pipe.set("before", 1).set("huge-in", value).incr("before").strlen("huge-in")
+    assert pipe.execute() == [True, True, 2, len(value)]
+    growth_mib = (_peak_rss_kib(amb.process.pid) - before) / 1024
+    assert nodes.master.client().get("huge-in") == value
+    assert growth_mib < 24, f"peak RSS grew by {growth_mib:.0f} MiB for a 64 MiB request"
+    nodes.master.client().delete("huge-in")
