@@ -39,6 +39,7 @@ _RETRIES = 2
 # The order connection state is replayed in on a new node: credentials first.
 _PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo", "select")
 _OK = b"+OK\r\n"
+_PUSH = ord(">")
 _LOST = (ConnectionError, OSError, TimeoutError, UpstreamProtocolError)
 
 
@@ -543,6 +544,8 @@ class Session:
                 self._emit(reply)
         if self._finished:
             return
+        if not queue:
+            self._forward_idle_pushes()
         self._flush()
         if queue:
             return
@@ -557,6 +560,20 @@ class Session:
                 self._process()
         elif self._closing:
             self._finish()
+
+    def _forward_idle_pushes(self) -> None:
+        """RESP3 pushes (CLIENT TRACKING invalidations) that arrive while nothing is owed are
+        passed on at once rather than held until the next reply."""
+        for upstream in self._conns.values():
+            while upstream.head_kind == _PUSH and not upstream.streaming:
+                try:
+                    push = upstream.try_reply()
+                except UpstreamProtocolError as exc:
+                    upstream.abort(str(exc))
+                    break
+                if push is None:
+                    break
+                self._emit(push)
 
     def _stream(self, pending: Pending, upstream: Upstream) -> bool:
         """Pass a large head-of-line reply on as it arrives instead of holding it whole.

@@ -319,3 +319,37 @@ def test_a_large_request_is_streamed_not_held_whole(
     assert nodes.master.client().get("huge-in") == value
     assert growth_mib < 24, f"peak RSS grew by {growth_mib:.0f} MiB for a 64 MiB request"
     nodes.master.client().delete("huge-in")
+
+
+def _tracking_push(port: int, writer: redis.Redis) -> bytes:
+    """What a RESP3 client with CLIENT TRACKING receives, unasked, when another client
+    changes a key it read."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"HELLO 3\r\nCLIENT TRACKING ON\r\nGET tracked\r\n")
+        time.sleep(0.3)
+        sock.recv(65536)  # HELLO map, +OK, the value
+        writer.set("tracked", "changed")
+        sock.settimeout(3)
+        received = b""
+        deadline = time.monotonic() + 3
+        while b"invalidate" not in received and time.monotonic() < deadline:
+            received += sock.recv(65536)
+        return received
+
+
+def test_client_tracking_invalidations_arrive_while_idle(
+    stack: tuple[RedisSet, AmbassadorProcess],
+) -> None:
+    nodes, amb = stack
+    reset(nodes)
+    writer = nodes.master.client()
+    writer.set("tracked", "v")
+    writer.execute_command("WAIT", 2, 2000)
+    direct = _tracking_push(nodes.master.port, writer)
+    writer.set("tracked", "v")
+    writer.execute_command("WAIT", 2, 2000)
+    proxied = _tracking_push(amb.port, writer)
+    assert direct.startswith(b">2\r\n$10\r\ninvalidate\r\n")
+    assert proxied == direct
