@@ -169,7 +169,11 @@ class RequestScanner:
                     raise ProtocolError("Protocol error: invalid bulk length")
                 self._pos = pos
                 return None
-            length = _parse_length(buf, pos + 1, eol, "bulk")
+            raw = buf[pos + 1 : eol]
+            if raw.isdigit() and eol - pos <= 13:
+                length = int(raw)  # the common case, inline
+            else:
+                length = _parse_length(buf, pos + 1, eol, "bulk")
             if length < 0 or length > MAX_BULK:
                 raise ProtocolError("Protocol error: invalid bulk length")
             end = eol + 2 + length

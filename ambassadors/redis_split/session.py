@@ -219,9 +219,13 @@ class Session:
         if pos:
             del buf[:pos]
             scanner.rebase(pos)
-        if len(self._queue) > _MAX_IN_FLIGHT or self._blocked:
+        queue = self._queue
+        if len(queue) > _MAX_IN_FLIGHT or self._blocked:
             self._pause_client()
-        self._drain()
+        # Replies are delivered from the upstream data callback; here only what needs no
+        # node (local answers, closing, a drained queue) can be ready.
+        if not queue or queue[0].upstream is None or self._closing or self._blocked:
+            self._drain()
 
     def _send_touched(self, touched: dict[Upstream, list[bytes]]) -> None:
         for upstream, parts in touched.items():
