@@ -353,3 +353,33 @@ def test_client_tracking_invalidations_arrive_while_idle(
     proxied = _tracking_push(amb.port, writer)
     assert direct.startswith(b">2\r\n$10\r\ninvalidate\r\n")
     assert proxied == direct
+
+
+def _raw_exchange(port: int, payload: bytes, expect_replies: int) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(payload)
+        received = b""
+        deadline = time.monotonic() + 5
+        while received.count(b"\r\n") < expect_replies and time.monotonic() < deadline:
+            received += sock.recv(65536)
+        return received
+
+
+def test_inline_commands_pipelined_with_multibulk(
+    stack: tuple[RedisSet, AmbassadorProcess],
+) -> None:
+    """Inline commands (what telnet-style clients and health probes send), mixed with RESP
+    in one pipeline, blank lines ignored, RESET and QUIT last."""
+    nodes, amb = stack
+    payload = (
+        b"PING\r\nSET inline 1\r\n\r\n*2\r\n$4\r\nINCR\r\n$6\r\ninline\r\nGET inline\n"
+        b"ECHO hello\r\nRESET\r\nQUIT\r\n"
+    )
+    reset(nodes)
+    direct = _raw_exchange(nodes.master.port, payload, 9)
+    reset(nodes)
+    proxied = _raw_exchange(amb.port, payload, 9)
+    assert proxied == direct
+    assert direct == b"+PONG\r\n+OK\r\n:2\r\n$1\r\n2\r\n$5\r\nhello\r\n+RESET\r\n+OK\r\n"
