@@ -169,6 +169,7 @@ class Session:
             if (
                 upstream is not None
                 and not no_deadline
+                and not upstream.streaming  # a large reply in progress is not a hung node
                 and timeout > 0
                 and time.perf_counter() - head.started > timeout
             ):
