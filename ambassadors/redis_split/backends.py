@@ -35,6 +35,7 @@ class Node:
 
     def __init__(self, role: Role, address: Address, config: Config) -> None:
         self.role = role
+        self.label = role.value  # metric label; an enum's .value is a slow property lookup
         self.address = address
         self.generation = 0
         self._config = config

@@ -632,7 +632,7 @@ class Session:
             self._last_write_ack = time.monotonic()
         if not pending.forward:
             return
-        route = "local" if upstream is None else upstream.node.role.value
+        route = "local" if upstream is None else upstream.node.label
         result = "error" if reply[:1] == b"-" else "ok"
         metrics.COMMAND_STATS.record(route, result, time.perf_counter() - pending.started)
 
