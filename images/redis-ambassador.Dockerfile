@@ -28,4 +28,7 @@ LABEL org.opencontainers.image.title="podpatterns redis-ambassador" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 USER 65532:65532
+# 6379: the app's Redis (bind it to 127.0.0.1 in a pod: --listen 127.0.0.1:6379);
+# 9121: /metrics and /ready (--http-bind 0.0.0.0:9121).
+EXPOSE 6379 9121
 ENTRYPOINT ["/usr/bin/tini", "--", "/opt/podpatterns/bin/redis-ambassador"]

@@ -35,6 +35,7 @@ class Node:
 
     def __init__(self, role: Role, address: Address, config: Config) -> None:
         self.role = role
+        self.label = role.value  # metric label; an enum's .value is a slow property lookup
         self.address = address
         self.generation = 0
         self._config = config
@@ -102,6 +103,7 @@ class Node:
     def release(self, upstream: Upstream, reusable: bool) -> None:
         upstream.listener = None
         upstream.raw_sink = None
+        upstream.backpressure = None
         if reusable and upstream.idle_clean and not upstream.stale and len(self.idle) < _POOL_MAX:
             self.idle.append(upstream)
         else:

@@ -55,7 +55,7 @@ def _parse_length(buf: bytes | bytearray, start: int, eol: int, what: str) -> in
 class RequestScanner:
     """Scans client requests: RESP multibulk arrays of bulk strings, or inline commands."""
 
-    __slots__ = ("_argc", "_args", "_left", "_name", "_pos", "_start")
+    __slots__ = ("_argc", "_args", "_bulk_left", "_left", "_name", "_pos", "_start", "streaming")
 
     def __init__(self) -> None:
         self._start = -1  # start of the frame in progress, -1 when between frames
@@ -64,12 +64,62 @@ class RequestScanner:
         self._argc = 0
         self._name = b""
         self._args: list[bytes] = []
+        self._bulk_left = 0
+        self.streaming = False  # the frame in progress is being forwarded piecewise (advance)
 
     def rebase(self, consumed: int) -> None:
         """The caller dropped ``consumed`` bytes from the front of its buffer."""
-        if self._start >= 0:
+        if self._start >= 0 or self.streaming:
             self._start -= consumed
             self._pos -= consumed
+
+    def partial(self) -> Command | None:
+        """The incomplete frame in progress, once its name is known: enough to route it before
+        it has all arrived (``end`` is -1). None between frames or before the name."""
+        if self._start < 0 or self.streaming or not self._name:
+            return None
+        return Command(self._start, -1, self._name, tuple(self._args), self._argc, False)
+
+    @property
+    def frame_start(self) -> int:
+        return self._start
+
+    def advance(self, buf: bytes | bytearray) -> tuple[int, bool]:
+        """Streaming: consume the frame in progress as far as it is buffered, stepping into
+        bulk payloads; returns ``(end, complete)``. The caller forwards the bytes up to ``end``,
+        drops them and calls ``rebase``. (Payload bytes are counted, not inspected.)"""
+        self.streaming = True
+        n = len(buf)
+        pos = self._pos
+        while True:
+            if self._bulk_left:
+                take = min(self._bulk_left, n - pos)
+                pos += take
+                self._bulk_left -= take
+                if self._bulk_left:
+                    break
+                self._left -= 1
+            if not self._left:
+                self._start = -1
+                self._pos = pos
+                self.streaming = False
+                return pos, True
+            if pos >= n:
+                break
+            if buf[pos] != 36:  # '$'
+                raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[pos])}'")
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                if n - pos > 32:
+                    raise ProtocolError("Protocol error: invalid bulk length")
+                break
+            length = _parse_length(buf, pos + 1, eol, "bulk")
+            if length < 0 or length > MAX_BULK:
+                raise ProtocolError("Protocol error: invalid bulk length")
+            pos = eol + 2
+            self._bulk_left = length + 2
+        self._pos = pos
+        return pos, False
 
     def scan(self, buf: bytes | bytearray, pos: int) -> Command | None:
         """The next complete command at or after ``pos``, or None when more bytes are needed.
@@ -119,7 +169,11 @@ class RequestScanner:
                     raise ProtocolError("Protocol error: invalid bulk length")
                 self._pos = pos
                 return None
-            length = _parse_length(buf, pos + 1, eol, "bulk")
+            raw = buf[pos + 1 : eol]
+            if raw.isdigit() and eol - pos <= 13:
+                length = int(raw)  # the common case, inline
+            else:
+                length = _parse_length(buf, pos + 1, eol, "bulk")
             if length < 0 or length > MAX_BULK:
                 raise ProtocolError("Protocol error: invalid bulk length")
             end = eol + 2 + length

@@ -60,7 +60,9 @@ _BY_NAME: dict[bytes, Action] = {
     b"wait": Action.BLOCKING,
     b"waitaof": Action.BLOCKING,
 }
-_CLIENT_STATE = frozenset({b"setname", b"setinfo"})
+# CLIENT TRACKING too: a client's reads land on replicas, so tracking must be on there as well
+# (replicas invalidate keys that replication changes).
+_CLIENT_STATE = frozenset({b"setname", b"setinfo", b"tracking"})
 _SCRIPT_BROADCAST = frozenset({b"load", b"flush"})
 _BLOCK_OPTION = b"block"
 

@@ -39,6 +39,7 @@ _RETRIES = 2
 # The order connection state is replayed in on a new node: credentials first.
 _PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo", "select")
 _OK = b"+OK\r\n"
+_PUSH = ord(">")
 _LOST = (ConnectionError, OSError, TimeoutError, UpstreamProtocolError)
 
 
@@ -97,6 +98,7 @@ class Session:
         self._reading_paused = False
         self._pipe_pending: Upstream | None = None
         self._pipe: Upstream | None = None
+        self._request_stream: Upstream | None = None  # a large request being forwarded
         self._finished = False
         self.last_active = time.monotonic()
         self.closing_since: float | None = None
@@ -145,6 +147,16 @@ class Session:
         for upstream in self._conns.values():
             upstream.resume_reading()
 
+    def _upstream_backpressure(self, full: bool) -> None:
+        """A node's socket buffer is full (we forward a large request faster than it reads):
+        stop reading from the client until it drains."""
+        if self._client_gone:
+            return
+        if full:
+            self._transport.pause_reading()
+        elif not self._reading_paused:
+            self._transport.resume_reading()
+
     def check_deadlines(self, now: float) -> None:
         """Called periodically by the server: reply deadlines, idle clients, stuck closes."""
         if self._finished:
@@ -157,6 +169,7 @@ class Session:
             if (
                 upstream is not None
                 and not no_deadline
+                and not upstream.streaming  # a large reply in progress is not a hung node
                 and timeout > 0
                 and time.perf_counter() - head.started > timeout
             ):
@@ -175,29 +188,86 @@ class Session:
     def _process(self) -> None:
         touched: dict[Upstream, list[bytes]] = {}
         buf = self._buf
+        scanner = self._scanner
         pos = 0
         try:
             while not self._closing and not self._blocked:
-                command = self._scanner.scan(buf, pos)
+                if self._request_stream is not None:
+                    pos = self._continue_request_stream(buf, pos)
+                    if self._request_stream is not None:
+                        break
+                    continue
+                command = scanner.scan(buf, pos)
                 if command is None:
+                    start = scanner.frame_start
+                    if start >= 0 and len(buf) - start >= _STREAM_AT:
+                        partial = scanner.partial()
+                        if partial is not None and self._start_request_stream(partial, touched):
+                            continue
                     break
                 pos = command.end
                 self._dispatch(command, bytes(buf[command.start : pos]), touched)
         except ProtocolError as exc:
             metrics.REJECTED_CLIENTS.labels("protocol").inc()
             log.info("protocol error, closing client", extra={"reason": str(exc)})
+            if self._request_stream is not None:
+                self._request_stream.abort("client sent a malformed request mid-frame")
+                self._request_stream = None
             self._answer(error_reply(str(exc)))
             self._begin_closing()
         finally:
-            for upstream, parts in touched.items():
-                with contextlib.suppress(ConnectionError):
-                    upstream.send(b"".join(parts) if len(parts) > 1 else parts[0])
+            self._send_touched(touched)
         if pos:
             del buf[:pos]
-            self._scanner.rebase(pos)
-        if len(self._queue) > _MAX_IN_FLIGHT or self._blocked:
+            scanner.rebase(pos)
+        queue = self._queue
+        if len(queue) > _MAX_IN_FLIGHT or self._blocked:
             self._pause_client()
-        self._drain()
+        # Replies are delivered from the upstream data callback; here only what needs no
+        # node (local answers, closing, a drained queue) can be ready.
+        if not queue or queue[0].upstream is None or self._closing or self._blocked:
+            self._drain()
+
+    def _send_touched(self, touched: dict[Upstream, list[bytes]]) -> None:
+        for upstream, parts in touched.items():
+            with contextlib.suppress(ConnectionError):
+                upstream.send(b"".join(parts) if len(parts) > 1 else parts[0])
+        touched.clear()
+
+    def _start_request_stream(self, partial: Command, touched: dict[Upstream, list[bytes]]) -> bool:
+        """A large request (say a SET of a big value) is routed as soon as its name is known
+        and forwarded as it arrives, instead of being held whole. Only plain commands qualify:
+        connection-state and transaction commands are never large."""
+        action = classify(partial, self._backends.table)
+        if (
+            action not in (Action.READ, Action.WRITE, Action.MASTER)
+            or self._backends.promotion_seen
+        ):
+            return False
+        node: Node | None
+        if action is Action.READ and not (self._in_multi or self._watching):
+            node = self._pick_reader()
+        else:
+            master = self._backends.master
+            node = master if master.up or master in self._conns else None
+        if node is None:
+            return False  # answered with an error once it is complete, the ordinary way
+        upstream = self._connection(node, touched)
+        self._send(node, b"", action, touched, retryable=False)
+        self._send_touched(touched)  # everything before it on that connection goes first
+        self._request_stream = upstream
+        return True
+
+    def _continue_request_stream(self, buf: bytearray, pos: int) -> int:
+        upstream = self._request_stream
+        assert upstream is not None
+        end, complete = self._scanner.advance(buf)
+        if end > pos:
+            with contextlib.suppress(ConnectionError):
+                upstream.send(bytes(buf[pos:end]))
+        if complete:
+            self._request_stream = None
+        return end
 
     def _dispatch(
         self, command: Command, frame: bytes, touched: dict[Upstream, list[bytes]]
@@ -363,6 +433,7 @@ class Session:
         keep_frame: bool = False,
         before: asyncio.Task[None] | None = None,
         in_transaction: bool = False,
+        retryable: bool = True,
     ) -> None:
         upstream = self._connection(node, touched)
         touched.setdefault(upstream, []).append(frame)
@@ -375,7 +446,8 @@ class Session:
             self._pending_writes += 1
             self._wrote = True
             self._need_offset = None
-        retry_write = action is Action.WRITE and not in_transaction
+        retry_write = retryable and action is Action.WRITE and not in_transaction
+        keep_frame = keep_frame and retryable
         self._enqueue(
             Pending(
                 upstream,
@@ -401,6 +473,7 @@ class Session:
             self._retired.append(upstream)
         upstream = node.lease()
         upstream.listener = self._drain
+        upstream.backpressure = self._upstream_backpressure
         self._conns[node] = upstream
         for key in (*_PRELUDE_ORDER, *sorted(set(self._prelude) - set(_PRELUDE_ORDER))):
             frame = self._prelude.get(key)
@@ -476,6 +549,8 @@ class Session:
                 self._emit(reply)
         if self._finished:
             return
+        if not queue:
+            self._forward_idle_pushes()
         self._flush()
         if queue:
             return
@@ -490,6 +565,20 @@ class Session:
                 self._process()
         elif self._closing:
             self._finish()
+
+    def _forward_idle_pushes(self) -> None:
+        """RESP3 pushes (CLIENT TRACKING invalidations) that arrive while nothing is owed are
+        passed on at once rather than held until the next reply."""
+        for upstream in self._conns.values():
+            while upstream.head_kind == _PUSH and not upstream.streaming:
+                try:
+                    push = upstream.try_reply()
+                except UpstreamProtocolError as exc:
+                    upstream.abort(str(exc))
+                    break
+                if push is None:
+                    break
+                self._emit(push)
 
     def _stream(self, pending: Pending, upstream: Upstream) -> bool:
         """Pass a large head-of-line reply on as it arrives instead of holding it whole.
@@ -543,7 +632,7 @@ class Session:
             self._last_write_ack = time.monotonic()
         if not pending.forward:
             return
-        route = "local" if upstream is None else upstream.node.role.value
+        route = "local" if upstream is None else upstream.node.label
         result = "error" if reply[:1] == b"-" else "ok"
         metrics.COMMAND_STATS.record(route, result, time.perf_counter() - pending.started)
 

@@ -40,6 +40,8 @@ class Upstream(asyncio.Protocol):
         self.listener: Callable[[], None] | None = None
         # Pass-through mode (pub/sub, MONITOR): raw bytes go here instead of the buffer.
         self.raw_sink: Callable[[bytes], None] | None = None
+        # Told True/False when the node reads slower than we write (a large request).
+        self.backpressure: Callable[[bool], None] | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -67,6 +69,14 @@ class Upstream(asyncio.Protocol):
         self.closed = True
         self.error = str(exc) if exc else f"{self.node.address} closed the connection"
         self._wake()
+
+    def pause_writing(self) -> None:
+        if self.backpressure is not None:
+            self.backpressure(True)
+
+    def resume_writing(self) -> None:
+        if self.backpressure is not None:
+            self.backpressure(False)
 
     def _wake(self) -> None:
         waiter = self._waiter

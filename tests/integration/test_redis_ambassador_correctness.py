@@ -299,3 +299,87 @@ def test_a_large_reply_is_streamed_not_held_whole(
     growth_mib = (_peak_rss_kib(amb.process.pid) - before) / 1024
     assert growth_mib < 24, f"peak RSS grew by {growth_mib:.0f} MiB for a 64 MiB reply"
     nodes.master.client().delete("huge")
+
+
+def test_a_large_request_is_streamed_not_held_whole(
+    stack: tuple[RedisSet, AmbassadorProcess],
+) -> None:
+    """A 64 MiB SET through the ambassador (with commands before and after it in the same
+    pipeline) arrives intact, and the ambassador's peak memory grows far less than the value."""
+    nodes, amb = stack
+    reset(nodes)
+    value = bytes(range(256)) * (256 * 1024)  # 64 MiB
+    client = amb.client()
+    assert client.get("warm-up") is None
+    before = _peak_rss_kib(amb.process.pid)
+    pipe = client.pipeline(transaction=False)
+    pipe.set("before", 1).set("huge-in", value).incr("before").strlen("huge-in")
+    assert pipe.execute() == [True, True, 2, len(value)]
+    growth_mib = (_peak_rss_kib(amb.process.pid) - before) / 1024
+    assert nodes.master.client().get("huge-in") == value
+    assert growth_mib < 24, f"peak RSS grew by {growth_mib:.0f} MiB for a 64 MiB request"
+    nodes.master.client().delete("huge-in")
+
+
+def _tracking_push(port: int, writer: redis.Redis) -> bytes:
+    """What a RESP3 client with CLIENT TRACKING receives, unasked, when another client
+    changes a key it read."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"HELLO 3\r\nCLIENT TRACKING ON\r\nGET tracked\r\n")
+        time.sleep(0.3)
+        sock.recv(65536)  # HELLO map, +OK, the value
+        writer.set("tracked", "changed")
+        sock.settimeout(3)
+        received = b""
+        deadline = time.monotonic() + 3
+        while b"invalidate" not in received and time.monotonic() < deadline:
+            received += sock.recv(65536)
+        return received
+
+
+def test_client_tracking_invalidations_arrive_while_idle(
+    stack: tuple[RedisSet, AmbassadorProcess],
+) -> None:
+    nodes, amb = stack
+    reset(nodes)
+    writer = nodes.master.client()
+    writer.set("tracked", "v")
+    writer.execute_command("WAIT", 2, 2000)
+    direct = _tracking_push(nodes.master.port, writer)
+    writer.set("tracked", "v")
+    writer.execute_command("WAIT", 2, 2000)
+    proxied = _tracking_push(amb.port, writer)
+    assert direct.startswith(b">2\r\n$10\r\ninvalidate\r\n")
+    assert proxied == direct
+
+
+def _raw_exchange(port: int, payload: bytes, expect_replies: int) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(payload)
+        received = b""
+        deadline = time.monotonic() + 5
+        while received.count(b"\r\n") < expect_replies and time.monotonic() < deadline:
+            received += sock.recv(65536)
+        return received
+
+
+def test_inline_commands_pipelined_with_multibulk(
+    stack: tuple[RedisSet, AmbassadorProcess],
+) -> None:
+    """Inline commands (what telnet-style clients and health probes send), mixed with RESP
+    in one pipeline, blank lines ignored, RESET and QUIT last."""
+    nodes, amb = stack
+    payload = (
+        b"PING\r\nSET inline 1\r\n\r\n*2\r\n$4\r\nINCR\r\n$6\r\ninline\r\nGET inline\n"
+        b"ECHO hello\r\nRESET\r\nQUIT\r\n"
+    )
+    reset(nodes)
+    direct = _raw_exchange(nodes.master.port, payload, 9)
+    reset(nodes)
+    proxied = _raw_exchange(amb.port, payload, 9)
+    assert proxied == direct
+    assert direct == b"+PONG\r\n+OK\r\n:2\r\n$1\r\n2\r\n$5\r\nhello\r\n+RESET\r\n+OK\r\n"

@@ -290,3 +290,51 @@ def test_idle_clients_are_closed(
         started = time.monotonic()
         assert sock.recv(64) == b""  # closed by the ambassador
         assert 0.3 < time.monotonic() - started < 3
+
+
+def test_killing_a_replica_under_pipelined_reads_keeps_replies_in_order(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    """Pipelines of reads in flight on the replica that dies are re-sent elsewhere; every
+    pipeline still gets the right reply in the right slot."""
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    seed = redis_set.master.client()
+    seed.mset({f"p:{i}": i for i in range(50)})
+    seed.execute_command("WAIT", 2, 2000)
+    victim = redis_set.replicas[0]
+    errors: list[str] = []
+    wrong = 0
+    pipelines = 0
+    stop = threading.Event()
+
+    def work() -> None:
+        nonlocal wrong, pipelines
+        client = amb.client()
+        while not stop.is_set() and pipelines < 50_000:
+            pipe = client.pipeline(transaction=False)
+            for i in range(50):
+                pipe.get(f"p:{i}")
+            try:
+                replies = pipe.execute()
+            except redis.RedisError as exc:
+                errors.append(str(exc))
+                continue
+            pipelines += 1
+            wrong += sum(1 for i, r in enumerate(replies) if r != str(i).encode())
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    assert victim.process is not None
+    victim.process.kill()
+    victim.process.wait()
+    time.sleep(2.0)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert wrong == 0
+    assert pipelines > 20
+    # Reads were in flight on the killed replica and were re-sent, not just routed around.
+    assert amb.metric("redis_ambassador_retries_total", reason="upstream_lost") >= 1

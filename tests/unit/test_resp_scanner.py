@@ -251,3 +251,57 @@ def test_fuzz_streaming_matches_whole_framing(
     replies_in = [b"$%d\r\n%s\r\n" % (len(v), v) for v in values]
     replies_in.append(b"*%d\r\n" % len(values) + b"".join(replies_in))
     assert stream(b"".join(replies_in), chunk, switch_after) == replies_in
+
+
+def stream_requests(data: bytes, chunk: int, switch_after: int) -> list[tuple[bytes, bytes]]:
+    """Split requests the way the session does, switching a large incomplete request to
+    piecewise forwarding once its name is known: (name, forwarded bytes) per command."""
+    scanner = RequestScanner()
+    buf = bytearray()
+    out: list[tuple[bytes, bytes]] = []
+    streaming: tuple[bytes, bytearray] | None = None
+    for i in range(0, len(data), chunk):
+        buf += data[i : i + chunk]
+        pos = 0
+        while True:
+            if streaming is not None:
+                end, complete = scanner.advance(buf)
+                streaming[1].extend(buf[pos:end])
+                pos = end
+                if not complete:
+                    break
+                out.append((streaming[0], bytes(streaming[1])))
+                streaming = None
+                continue
+            command = scanner.scan(buf, pos)
+            if command is None:
+                partial = scanner.partial()
+                if partial is not None and len(buf) - scanner.frame_start >= switch_after:
+                    streaming = (partial.name, bytearray())
+                    continue
+                break
+            out.append((command.name, bytes(buf[command.start : command.end])))
+            pos = command.end
+        del buf[:pos]
+        scanner.rebase(pos)
+    assert streaming is None and not buf
+    return out
+
+
+@settings(max_examples=300, deadline=1000)
+@given(
+    commands=st.lists(
+        st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=4),
+        min_size=1,
+        max_size=5,
+    ),
+    chunk=st.integers(1, 64),
+    switch_after=st.integers(1, 100),
+)
+def test_fuzz_streamed_requests_keep_their_boundaries(
+    commands: list[list[bytes]], chunk: int, switch_after: int
+) -> None:
+    frames = [encode_command(*args) for args in commands]
+    found = stream_requests(b"".join(frames), chunk, switch_after)
+    assert [frame for _, frame in found] == frames
+    assert [name for name, _ in found] == [args[0].lower() for args in commands]
