@@ -4,6 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TAG ?= dev
 SERVICES := git-sync redis-ambassador metrics-adapter
+# checkov has its own venv: its large, pinned dependency tree must not steer the project's.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION ?= 3.3.30
+# kubectl's built-in kustomize where kubectl is installed, else the standalone kustomize.
+KUSTOMIZE ?= $(shell command -v kubectl >/dev/null 2>&1 && echo "kubectl kustomize" || echo "kustomize build")
 
 .PHONY: venv images lint test test-fast demo clean manifests-check
 
@@ -39,11 +44,6 @@ test-fast: venv lint
 # overlays (what gets applied; its exceptions are justified in manifests/.checkov.yaml); then the
 # offline checks of tests/integration/test_manifests.py (hardening rules, wiring, checkov again).
 K8S_VERSIONS ?= 1.29.0 1.30.0 1.31.0 1.32.0 1.33.0
-# checkov has its own venv: its large, pinned dependency tree must not steer the project's.
-CHECKOV_VENV ?= .venv-checkov
-CHECKOV_VERSION ?= 3.3.30
-# kubectl's built-in kustomize where kubectl is installed, else the standalone kustomize.
-KUSTOMIZE ?= $(shell command -v kubectl >/dev/null 2>&1 && echo "kubectl kustomize" || echo "kustomize build")
 
 $(CHECKOV_VENV)/bin/checkov:
 	$(PYTHON) -m venv $(CHECKOV_VENV)
