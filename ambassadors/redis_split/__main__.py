@@ -20,6 +20,7 @@ from .config import (
     ConfigError,
     ReadPolicy,
     parse_address,
+    parse_bind_address,
     parse_duration,
     parse_lag,
 )
@@ -98,13 +99,13 @@ def build_config(args: argparse.Namespace) -> Config:
     if not args.max_clients.isdigit() or int(args.max_clients) < 1:
         raise ConfigError(f"--max-clients: {args.max_clients!r} is not a positive integer")
     return Config(
-        listen=parse_address("--listen", args.listen),
+        listen=parse_bind_address("--listen", args.listen),
         master=parse_address("--master", args.master, 6379) if args.master else None,
         replicas=tuple(parse_address("--replica", r, 6379) for r in args.replica),
         sentinels=tuple(parse_address("--sentinel", s, 26379) for s in args.sentinel),
         sentinel_master=args.sentinel_master,
         read_policy=policy,
-        http_bind=parse_address("--http-bind", args.http_bind) if args.http_bind else None,
+        http_bind=parse_bind_address("--http-bind", args.http_bind) if args.http_bind else None,
         max_replica_lag_bytes=max_bytes,
         max_replica_lag_seconds=max_seconds,
         read_your_writes=args.read_your_writes,

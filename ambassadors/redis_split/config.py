@@ -51,6 +51,14 @@ class Config:
     upstream_password: str | None = field(default=None, repr=False)
 
 
+def parse_bind_address(flag: str, value: str) -> Address:
+    """A local address to listen on. ``:PORT`` means every interface, as in the other two
+    services' flags (and Go's), so one spelling works across the pod."""
+    if value.startswith(":"):
+        value = "0.0.0.0" + value
+    return parse_address(flag, value)
+
+
 def parse_address(flag: str, value: str, default_port: int | None = None) -> Address:
     host, sep, port = value.rpartition(":")
     if not sep:

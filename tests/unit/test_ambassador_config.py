@@ -47,3 +47,15 @@ def test_max_replica_lag_accepts_bytes_and_time(value: str, expected: tuple[obje
 def test_config_errors_name_the_flag(argv: list[str], flag: str) -> None:
     with pytest.raises(ConfigError, match=flag):
         config(*argv)
+
+
+def test_bind_flags_accept_port_only_meaning_every_interface() -> None:
+    made = config("--master", "h:1", "--listen", ":6380", "--http-bind", ":9121")
+    assert (made.listen.host, made.listen.port) == ("0.0.0.0", 6380)
+    assert made.http_bind is not None
+    assert (made.http_bind.host, made.http_bind.port) == ("0.0.0.0", 9121)
+
+
+def test_upstream_addresses_still_need_a_host() -> None:
+    with pytest.raises(ConfigError, match="--master"):
+        config("--master", ":6379")
