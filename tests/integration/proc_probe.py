@@ -70,6 +70,12 @@ class DescendantWatcher:
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.limit
+        # Between fork and exec a child still shows its parent's memory: the service's own
+        # command line and environment, which the user gave it. Only what was exec'd counts.
+        try:
+            own = (PROC / str(self.pid) / "cmdline").read_bytes()
+        except OSError:
+            own = b""
         while not self._stop.is_set() and time.monotonic() < deadline:
             self.polls += 1
             for pid in descendants(self.pid):
@@ -78,7 +84,7 @@ class DescendantWatcher:
                     environ = (PROC / str(pid) / "environ").read_bytes()
                 except OSError:
                     continue
-                if cmdline:  # empty once the process became a zombie
+                if cmdline and cmdline != own:  # empty once the process became a zombie
                     self.seen[pid] = (cmdline, environ)
             time.sleep(self.interval)
 

@@ -77,7 +77,7 @@ def test_redis_passwords_are_not_observable(
     assert command_calls(nodes.master, "auth") >= 4  # the AUTHs reached Redis
     app = redis.Redis(host="127.0.0.1", port=amb.port, password=NODE_SECRET, socket_timeout=5)
     app.set("k", "v")
-    nodes.master.client().execute_command("WAIT", 1, 2000)
+    nodes.master.client().wait(1, 2000)
     assert app.get("k") == b"v"
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=amb.port, password=WRONG_SECRET).get("k")

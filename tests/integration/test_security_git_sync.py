@@ -55,7 +55,7 @@ def _with_userinfo(url: str, user: str, password: str) -> str:
 
 
 @pytest.mark.parametrize("right", [True, False], ids=["right-password", "wrong-password"])
-@pytest.mark.parametrize("how", ["env", "password-file", "url"])
+@pytest.mark.parametrize("how", ["env", "password-file", "url", "credential-flag"])
 def test_git_password_is_not_observable(
     how: str,
     right: bool,
@@ -83,6 +83,13 @@ def test_git_password_is_not_observable(
         args.append(
             f"--repo={_with_userinfo(git_http_remote.url, git_http_remote.username, secret)}"
         )
+    elif how == "credential-flag":  # --credential='{"url", "username", "password"}'
+        credential = {
+            "url": git_http_remote.url,
+            "username": git_http_remote.username,
+            "password": secret,
+        }
+        args += [f"--repo={git_http_remote.url}", f"--credential={json.dumps(credential)}"]
     else:
         args += [f"--repo={git_http_remote.url}", f"--username={git_http_remote.username}"]
         if how == "env":
