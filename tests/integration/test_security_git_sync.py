@@ -208,6 +208,16 @@ def test_http_endpoint_listens_only_where_told(
     )
     wait_for(lambda: http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200, what="/metrics")
     assert listening(sync.process.pid) == {("127.0.0.1", port)}
+    # Without --http-bind there is no HTTP endpoint at all.
+    quiet = start_git_sync(
+        f"--repo={git_remote.url}",
+        f"--root={tmp_path / 'root2'}",
+        "--link=current",
+        "--period=100ms",
+    )
+    wait_for(lambda: published_hash(tmp_path / "root2" / "current"), what="a sync")
+    assert listening(quiet.process.pid) == set()
+    assert listening(quiet.process.pid, "udp") == set()
 
 
 # -- ssh host key verification -------------------------------------------------------------------
