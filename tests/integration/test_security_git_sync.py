@@ -191,6 +191,32 @@ def test_webhook_url_credentials_are_redacted_in_logs(
     assert _Hook.calls[:2] == [expected, expected]
 
 
+def test_exechook_environment_holds_no_password(
+    git_http_remote: GitHttpRemote, tmp_path: Path, start_git_sync: Start
+) -> None:
+    """The exechook runs user code: it gets git-sync's environment without the password."""
+    dump = tmp_path / "hook-env"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\nenv > {dump}\ncat /proc/$$/environ >> {dump}\n")
+    hook.chmod(0o755)
+    root = tmp_path / "root"
+    sync = start_git_sync(
+        f"--repo={git_http_remote.url}",
+        f"--root={root}",
+        "--link=current",
+        "--one-time",
+        f"--exechook-command={hook}",
+        env={
+            "GITSYNC_USERNAME": git_http_remote.username,
+            "GITSYNC_PASSWORD": git_http_remote.password,
+        },
+    )
+    assert sync.wait_exit() == 0, sync.logs()
+    recorded = dump.read_text(errors="replace")
+    assert "GITSYNC_HASH=" in recorded  # the hook ran and dumped its environment
+    assert git_http_remote.password not in recorded
+
+
 # -- bind address --------------------------------------------------------------------------------
 
 
