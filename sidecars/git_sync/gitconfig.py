@@ -108,8 +108,11 @@ def _ssh_command(keys: tuple[str, ...], known_hosts: bool, known_hosts_file: str
     for key in keys:
         if os.path.exists(key):
             parts += ["-i", key]
-    if known_hosts and os.path.exists(known_hosts_file):
-        parts += ["-o", f"UserKnownHostsFile={known_hosts_file}"]
-    elif not known_hosts:
+    if known_hosts:
+        # Explicit, so a permissive ssh_config (accept-new, no) cannot switch verification off.
+        parts += ["-o", "StrictHostKeyChecking=yes"]
+        if os.path.exists(known_hosts_file):
+            parts += ["-o", f"UserKnownHostsFile={known_hosts_file}"]
+    else:
         parts += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
     return shlex.join(parts)

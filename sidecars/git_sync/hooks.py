@@ -5,12 +5,14 @@ failing is skipped, as upstream)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from sidecars.git_sync import metrics
 from sidecars.git_sync.jsonlog import Logger
@@ -81,7 +83,12 @@ class Webhook:
 
     def _send(self, sha: str) -> int:
         body = None if self.method.upper() in ("GET", "HEAD") else b""
-        request = urllib.request.Request(self.url, method=self.method, data=body)
+        # urllib takes user info in a URL for part of the host name (and hands it, password
+        # included, to the resolver): send it as basic auth, as upstream git-sync does.
+        url, authorization = _split_userinfo(self.url)
+        request = urllib.request.Request(url, method=self.method, data=body)
+        if authorization:
+            request.add_header("Authorization", authorization)
         request.add_header("Gitsync-Hash", sha)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -90,6 +97,16 @@ class Webhook:
             return int(err.code)
         except (urllib.error.URLError, OSError) as err:
             raise HookError(f"webhook request failed: {err}") from None
+
+
+def _split_userinfo(url: str) -> tuple[str, str]:
+    """``http://user:pw@host/x`` → (``http://host/x``, ``Basic <base64 user:pw>``)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, ""
+    userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    plain = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return plain, "Basic " + base64.b64encode(userinfo.encode()).decode()
 
 
 class HookRunner:

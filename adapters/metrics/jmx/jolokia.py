@@ -13,7 +13,7 @@ import asyncio
 import json
 import ssl
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -69,6 +69,13 @@ class JolokiaClient:
     ) -> None:
         # Jetty answers a POST to ".../jolokia" with a redirect; post to the servlet path.
         self._url = url if url.endswith("/") else url + "/"
+        # Credentials in the URL become basic auth (unless username is set), and the URL httpx
+        # sees (and logs at debug level: "HTTP Request: POST <url>") carries none.
+        parts = urlsplit(self._url)
+        if parts.username is not None or parts.password is not None:
+            if username is None:
+                username, password = unquote(parts.username or ""), unquote(parts.password or "")
+            self._url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self._timeout = timeout
         self._secret = password
         auth = httpx.BasicAuth(username, password or "") if username is not None else None
