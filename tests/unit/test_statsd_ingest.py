@@ -221,6 +221,31 @@ def test_cached_shapes_give_exactly_the_uncached_result(lines: list[str]) -> Non
     assert a == b
 
 
+# Lines whose tail ends like another line's tail of the same name ("q:1|g|c" after "q:1|c"): the
+# fast path finds a name's shape by checking the end of the line, and must then agree with the
+# slow path, which cuts at the first "|".
+_PIPED = st.builds(
+    lambda n, v, t, t2, tail: f"{n}:{v}|{t}{tail}|{t2}", _NAMES, _VALUES, _TYPES, _TYPES, _TAILS
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(_LINES, _PIPED), max_size=40))
+def test_tail_matched_shapes_give_exactly_the_uncached_result(lines: list[str]) -> None:
+    cached = build()
+    uncached = build(shape_cache_size=0)
+    for ing in (cached, uncached):
+        ing.lines(lines)
+        ing.lines(lines)
+        ing.lines(list(reversed(lines)))
+    assert exposition(cached) == exposition(uncached)
+    a, b = asdict(cached.telemetry), asdict(uncached.telemetry)
+    for key in ("mapper_cache_gets", "mapper_cache_hits", "mapper_cache_length"):
+        a.pop(key)
+        b.pop(key)
+    assert a == b
+
+
 @pytest.mark.parametrize("value", ["1e3", "-0", "3.25", "1E-2"])
 def test_go_float_syntax(value: str) -> None:
     ing = build(mapping="")
