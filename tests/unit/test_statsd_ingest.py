@@ -282,3 +282,26 @@ def test_nan_lands_in_the_inf_bucket_only() -> None:
     got = samples(ing)
     assert got['h_bucket{le="0.005"}'] == "1"
     assert got['h_bucket{le="+Inf"}'] == "2"
+
+
+_PACKET = st.one_of(
+    st.lists(_LINES, max_size=5).map(lambda lines: "\n".join(lines).encode()),
+    st.binary(max_size=60),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_PACKET, max_size=8))
+def test_a_batch_of_datagrams_equals_them_one_by_one(batch: list[bytes]) -> None:
+    # datagrams() decodes and splits a whole batch at once; invalid UTF-8 anywhere falls back
+    # to packet by packet. Either way the result is that of the packets applied one at a time.
+    batched, single = build(), build()
+    batched.datagrams(batch)
+    for data in batch:
+        single.datagram(data)
+    assert exposition(batched) == exposition(single)
+    a, b = asdict(batched.telemetry), asdict(single.telemetry)
+    for key in ("mapper_cache_gets", "mapper_cache_hits", "mapper_cache_length"):
+        a.pop(key)
+        b.pop(key)
+    assert a == b
