@@ -66,8 +66,10 @@ class Summary:
     __slots__ = (
         "_answer",
         "_older",
+        "buf_cap",
         "buffers",
         "count",
+        "current",
         "labels",
         "options",
         "rotate_at",
@@ -83,6 +85,10 @@ class Summary:
         self.labels = labels
         self.options = options
         self.buffers: list[list[float]] = [[]]
+        # The newest buffer and the options' cap, kept at hand: observe() runs once per timer
+        # line and every attribute hop there costs.
+        self.current = self.buffers[-1]
+        self.buf_cap = options.buf_cap
         self.seen = 0
         self.sum = 0.0
         self.count = 0
@@ -100,15 +106,14 @@ class Summary:
             self.rotate(self.touched)
         self.sum += value
         self.count += 1
-        current = self.buffers[-1]
         seen = self.seen
         self.seen = seen + 1
-        if seen < self.options.buf_cap:
-            current.append(value)
+        if seen < self.buf_cap:
+            self.current.append(value)
         else:
             # Full: overwrite the oldest, so the buffer holds the latest buf_cap observations of
             # its age bucket. (A random reservoir costs a random number per observation.)
-            current[seen % self.options.buf_cap] = value
+            self.current[seen % self.buf_cap] = value
 
     def rotate(self, now: float) -> None:
         options = self.options
@@ -126,6 +131,7 @@ class Summary:
                 del self.buffers[0]
             self.seen = 0
             self.rotate_at += step
+        self.current = self.buffers[-1]
         self._older = sorted(v for buffer in self.buffers[:-1] for v in buffer)
         self._answer = None
 

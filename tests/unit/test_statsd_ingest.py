@@ -221,6 +221,31 @@ def test_cached_shapes_give_exactly_the_uncached_result(lines: list[str]) -> Non
     assert a == b
 
 
+# Lines whose tail ends like another line's tail of the same name ("q:1|g|c" after "q:1|c"): the
+# fast path finds a name's shape by checking the end of the line, and must then agree with the
+# slow path, which cuts at the first "|".
+_PIPED = st.builds(
+    lambda n, v, t, t2, tail: f"{n}:{v}|{t}{tail}|{t2}", _NAMES, _VALUES, _TYPES, _TYPES, _TAILS
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(_LINES, _PIPED), max_size=40))
+def test_tail_matched_shapes_give_exactly_the_uncached_result(lines: list[str]) -> None:
+    cached = build()
+    uncached = build(shape_cache_size=0)
+    for ing in (cached, uncached):
+        ing.lines(lines)
+        ing.lines(lines)
+        ing.lines(list(reversed(lines)))
+    assert exposition(cached) == exposition(uncached)
+    a, b = asdict(cached.telemetry), asdict(uncached.telemetry)
+    for key in ("mapper_cache_gets", "mapper_cache_hits", "mapper_cache_length"):
+        a.pop(key)
+        b.pop(key)
+    assert a == b
+
+
 @pytest.mark.parametrize("value", ["1e3", "-0", "3.25", "1E-2"])
 def test_go_float_syntax(value: str) -> None:
     ing = build(mapping="")
@@ -257,3 +282,26 @@ def test_nan_lands_in_the_inf_bucket_only() -> None:
     got = samples(ing)
     assert got['h_bucket{le="0.005"}'] == "1"
     assert got['h_bucket{le="+Inf"}'] == "2"
+
+
+_PACKET = st.one_of(
+    st.lists(_LINES, max_size=5).map(lambda lines: "\n".join(lines).encode()),
+    st.binary(max_size=60),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_PACKET, max_size=8))
+def test_a_batch_of_datagrams_equals_them_one_by_one(batch: list[bytes]) -> None:
+    # datagrams() decodes and splits a whole batch at once; invalid UTF-8 anywhere falls back
+    # to packet by packet. Either way the result is that of the packets applied one at a time.
+    batched, single = build(), build()
+    batched.datagrams(batch)
+    for data in batch:
+        single.datagram(data)
+    assert exposition(batched) == exposition(single)
+    a, b = asdict(batched.telemetry), asdict(single.telemetry)
+    for key in ("mapper_cache_gets", "mapper_cache_hits", "mapper_cache_length"):
+        a.pop(key)
+        b.pop(key)
+    assert a == b
