@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.fixtures.jvm",
     "tests.fixtures.nginx",
     "tests.fixtures.podman",
+    "tests.integration.git_sync_process",
 ]

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+import pytest
+
+from tests.fixtures.processes import stop_process
 
 GIT_SYNC = str(Path(sys.executable).with_name("git-sync"))
 
@@ -56,15 +59,9 @@ class GitSync:
         self.process.send_signal(signum)
 
     def stop(self, timeout: float = 15) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        status = stop_process(self.process, timeout)
         self._log.close()
-        return self.process.returncode
+        return status
 
 
 def wait_for(
@@ -103,3 +100,21 @@ def metric(text: str, name: str, labels: str = "") -> float:
         if line.startswith(wanted + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+Start = Callable[..., GitSync]
+
+
+@pytest.fixture
+def start_git_sync(tmp_path: Path) -> Iterator[Start]:
+    """Start ``git-sync`` with the given flags (and env); every one started is stopped after."""
+    started: list[GitSync] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> GitSync:
+        process = GitSync(args, tmp_path, env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -16,28 +16,12 @@ import pytest
 
 from tests.fixtures.git_remote import GitHttpRemote, GitRemote, git
 from tests.integration.git_sync_process import (
-    GitSync,
+    Start,
     http_get,
     metric,
     published_hash,
     wait_for,
 )
-
-Start = Callable[..., GitSync]
-
-
-@pytest.fixture
-def start_git_sync(tmp_path: Path) -> Iterator[Start]:
-    started: list[GitSync] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> GitSync:
-        process = GitSync(args, tmp_path, env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def common(remote: str, root: Path, *extra: str) -> list[str]:

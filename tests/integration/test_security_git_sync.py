@@ -14,10 +14,9 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,25 +26,10 @@ import pytest
 
 from tests.fixtures.git_remote import GitHttpRemote, GitRemote
 from tests.fixtures.ports import free_port
+from tests.fixtures.processes import stop_process
 from tests.fixtures.requirements import require_program
-from tests.integration.git_sync_process import GitSync, http_get, published_hash, wait_for
+from tests.integration.git_sync_process import GitSync, Start, http_get, published_hash, wait_for
 from tests.integration.proc_probe import DescendantWatcher, listening
-
-Start = Callable[..., GitSync]
-
-
-@pytest.fixture
-def start_git_sync(tmp_path: Path) -> Iterator[Start]:
-    started: list[GitSync] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> GitSync:
-        process = GitSync(args, tmp_path, env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def _with_userinfo(url: str, user: str, password: str) -> str:
@@ -320,13 +304,7 @@ def ssh_server(tmp_path: Path) -> Iterator[SshServer]:
             raise RuntimeError(f"sshd exited {process.returncode}: {server.log()}")
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 def _ssh_url(server: SshServer, remote: GitRemote) -> str:
