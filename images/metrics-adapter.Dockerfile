@@ -29,5 +29,9 @@ LABEL org.opencontainers.image.title="podpatterns metrics-adapter" \
       org.opencontainers.image.licenses="Apache-2.0"
 # StatsD (UDP and TCP) in, /metrics out: statsd_exporter's default ports.
 EXPOSE 9125/udp 9125/tcp 9102/tcp
+# Healthy when /-/healthy answers on the default --web.listen-address (:9102); a deployment that
+# moves the port sets its own probe (compose healthcheck, Kubernetes livenessProbe).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/opt/podpatterns/bin/python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:9102/-/healthy', timeout=2)"]
 USER 65532:65532
 ENTRYPOINT ["/usr/bin/tini", "--", "/opt/podpatterns/bin/metrics-adapter"]

@@ -83,3 +83,29 @@ def _wait_for_log_line(container: str, timeout: float) -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"container {container[:12]} logged nothing within {timeout}s")
+
+
+def test_adapter_image_reports_healthy_on_its_default_port(
+    project_image: Callable[[str], str],
+) -> None:
+    tag = project_image("metrics-adapter")
+    container = subprocess.run(
+        ["docker", "run", "-d", "--read-only", "--health-interval=1s", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    try:
+        deadline = time.monotonic() + 30
+        status = ""
+        while time.monotonic() < deadline and status != "healthy":
+            time.sleep(0.5)
+            status = subprocess.run(
+                ["docker", "inspect", "-f", "{{.State.Health.Status}}", container],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+    assert status == "healthy"
