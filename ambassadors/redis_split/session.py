@@ -44,6 +44,7 @@ _LOST = (ConnectionError, OSError, TimeoutError, UpstreamProtocolError)
 # Actions that count as writes when sent to the master (read-your-writes bookkeeping).
 _WRITE_ACTIONS = frozenset(a for a in Action if a not in (Action.READ, Action.SCAN, Action.MASTER))
 _perf_counter = time.perf_counter
+_record = metrics.COMMAND_STATS.record  # bound once: called for every reply
 
 
 @dataclass(slots=True)
@@ -644,9 +645,11 @@ class Session:
             self._last_write_ack = time.monotonic()
         if not pending.forward:
             return
-        route = "local" if upstream is None else upstream.node.label
-        result = "error" if reply[:1] == b"-" else "ok"
-        metrics.COMMAND_STATS.record(route, result, time.perf_counter() - pending.started)
+        _record(
+            "local" if upstream is None else upstream.node.label,
+            "error" if reply[:1] == b"-" else "ok",
+            _perf_counter() - pending.started,
+        )
 
     # -- the slow path: one head-of-line command that needs to wait -----------------------
 
