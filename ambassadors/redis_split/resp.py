@@ -9,6 +9,7 @@ chunks is scanned once, not once per chunk.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 # Redis's own limits (proto-max-bulk-len, the multibulk cap, PROTO_INLINE_MAX_SIZE): a client
@@ -72,9 +73,22 @@ def _lower_name(raw: bytes) -> bytes:
 class RequestScanner:
     """Scans client requests: RESP multibulk arrays of bulk strings, or inline commands."""
 
-    __slots__ = ("_argc", "_args", "_bulk_left", "_left", "_name", "_pos", "_start", "streaming")
+    __slots__ = (
+        "_argc",
+        "_args",
+        "_bulk_left",
+        "_left",
+        "_name",
+        "_name_only",
+        "_pos",
+        "_start",
+        "streaming",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, name_only: Container[bytes] = ()) -> None:
+        # Commands routed by their name alone (the router says which): their arguments are
+        # not copied out of the buffer, which is most of the scanning cost of a SET or GET.
+        self._name_only = name_only
         self._start = -1  # start of the frame in progress, -1 when between frames
         self._pos = 0
         self._left = 0
@@ -180,6 +194,8 @@ class RequestScanner:
         name = self._name
         args = self._args
         find = buf.find
+        name_only = self._name_only
+        peek = 0 if name and name in name_only else PEEK_ARGS
         while left:
             if pos >= n:
                 self._pos, self._left, self._name = pos, left, name
@@ -208,7 +224,9 @@ class RequestScanner:
                 raise ProtocolError("Protocol error: bulk not terminated by CRLF")
             if not name:
                 name = _lower_name(bytes(buf[start:end]))
-            elif len(args) < PEEK_ARGS:
+                if name in name_only:
+                    peek = 0
+            elif len(args) < peek:
                 # Keep positions meaningful: a long argument is represented, not copied.
                 args.append(bytes(buf[start:end]) if length <= PEEK_LEN else b"")
             pos = end + 2

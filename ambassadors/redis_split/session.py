@@ -26,7 +26,7 @@ from . import metrics
 from .backends import Backends, Node, Role
 from .config import Config, ReadPolicy
 from .resp import Command, ProtocolError, RequestScanner, UpstreamProtocolError, error_reply
-from .router import Action, classify
+from .router import NAME_ONLY, Action, classify
 from .upstream import Upstream
 
 log = logging.getLogger("redis_ambassador.session")
@@ -78,7 +78,7 @@ class Session:
         self._config = config
         self._on_finished = on_finished
         self._buf = bytearray()
-        self._scanner = RequestScanner()
+        self._scanner = RequestScanner(NAME_ONLY)
         self._conns: dict[Node, Upstream] = {}
         self._retired: list[Upstream] = []
         self._prelude: dict[str, bytes] = {}
