@@ -9,6 +9,7 @@ chunks is scanned once, not once per chunk.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 # Redis's own limits (proto-max-bulk-len, the multibulk cap, PROTO_INLINE_MAX_SIZE): a client
@@ -28,7 +29,9 @@ class ProtocolError(Exception):
     """The client sent something that is not RESP; the reply is a RESP error, then close."""
 
 
-@dataclass(slots=True, frozen=True)
+# Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per field, and one
+# Command is built per forwarded request.
+@dataclass(slots=True)
 class Command:
     """One request frame: ``data[start:end]`` in the scanned buffer."""
 
@@ -52,12 +55,40 @@ def _parse_length(buf: bytes | bytearray, start: int, eol: int, what: str) -> in
     return int(raw)
 
 
+# Command names as sent -> lower case; clients send the same few names over and over, so the
+# lowering (and the bytes object) is shared. Bounded: arbitrary names must not grow it forever.
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_MAX = 4096
+
+
+def _lower_name(raw: bytes) -> bytes:
+    name = _NAMES.get(raw)
+    if name is None:
+        name = raw.lower() or b"\x00"
+        if len(_NAMES) < _NAMES_MAX:
+            _NAMES[raw] = name
+    return name
+
+
 class RequestScanner:
     """Scans client requests: RESP multibulk arrays of bulk strings, or inline commands."""
 
-    __slots__ = ("_argc", "_args", "_bulk_left", "_left", "_name", "_pos", "_start", "streaming")
+    __slots__ = (
+        "_argc",
+        "_args",
+        "_bulk_left",
+        "_left",
+        "_name",
+        "_name_only",
+        "_pos",
+        "_start",
+        "streaming",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, name_only: Container[bytes] = ()) -> None:
+        # Commands routed by their name alone (the router says which): their arguments are
+        # not copied out of the buffer, which is most of the scanning cost of a SET or GET.
+        self._name_only = name_only
         self._start = -1  # start of the frame in progress, -1 when between frames
         self._pos = 0
         self._left = 0
@@ -155,19 +186,27 @@ class RequestScanner:
         return self._scan_bulks(buf)
 
     def _scan_bulks(self, buf: bytes | bytearray) -> Command | None:
+        # Hot loop: state lives in locals and is written back only when the frame is
+        # incomplete (attribute access per argument was a large share of the per-command cost).
         n = len(buf)
         pos = self._pos
-        while self._left:
+        left = self._left
+        name = self._name
+        args = self._args
+        find = buf.find
+        name_only = self._name_only
+        peek = 0 if name and name in name_only else PEEK_ARGS
+        while left:
             if pos >= n:
-                self._pos = pos
+                self._pos, self._left, self._name = pos, left, name
                 return None
             if buf[pos] != 36:  # '$'
                 raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[pos])}'")
-            eol = buf.find(b"\r\n", pos)
+            eol = find(b"\r\n", pos)
             if eol < 0:
                 if n - pos > 32:
                     raise ProtocolError("Protocol error: invalid bulk length")
-                self._pos = pos
+                self._pos, self._left, self._name = pos, left, name
                 return None
             raw = buf[pos + 1 : eol]
             if raw.isdigit() and eol - pos <= 13:
@@ -176,31 +215,26 @@ class RequestScanner:
                 length = _parse_length(buf, pos + 1, eol, "bulk")
             if length < 0 or length > MAX_BULK:
                 raise ProtocolError("Protocol error: invalid bulk length")
-            end = eol + 2 + length
+            start = eol + 2
+            end = start + length
             if end + 2 > n:
-                self._pos = pos
+                self._pos, self._left, self._name = pos, left, name
                 return None
             if buf[end] != 13 or buf[end + 1] != 10:
                 raise ProtocolError("Protocol error: bulk not terminated by CRLF")
-            if not self._name:
-                self._name = bytes(buf[eol + 2 : end]).lower() or b"\x00"
-            elif len(self._args) < PEEK_ARGS and length <= PEEK_LEN:
-                self._args.append(bytes(buf[eol + 2 : end]))
-            elif len(self._args) < PEEK_ARGS:
+            if not name:
+                name = _lower_name(bytes(buf[start:end]))
+                if name in name_only:
+                    peek = 0
+            elif len(args) < peek:
                 # Keep positions meaningful: a long argument is represented, not copied.
-                self._args.append(b"")
+                args.append(bytes(buf[start:end]) if length <= PEEK_LEN else b"")
             pos = end + 2
-            self._left -= 1
-        command = Command(
-            start=self._start,
-            end=pos,
-            name=self._name,
-            args=tuple(self._args),
-            argc=self._argc,
-            inline=False,
-        )
-        self._start = -1
-        return command
+            left -= 1
+        self._left = 0
+        self._name = name
+        self._start, start = -1, self._start
+        return Command(start, pos, name, tuple(args), self._argc, False)
 
     def _scan_inline(self, buf: bytes | bytearray, pos: int) -> Command | None:
         eol = buf.find(b"\n", pos)

@@ -3,6 +3,7 @@ whose meaning is about the connection rather than the data."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from enum import Enum
 
 from .commands import CommandTable
@@ -72,6 +73,11 @@ _BLOCK_OPTION = b"block"
 _memo: dict[bytes, Action] = {}
 _memo_table: list[CommandTable | None] = [None]
 _ARG_DEPENDENT = frozenset({b"client", b"script", b"xread"})
+# The names whose action is memoised never need their arguments: the request scanner skips
+# copying them. (The same dict, cleared in place when the table changes; a command scanned
+# just before that is classified with no arguments, which for a name that was not
+# arg-dependent gives the same answer, or the master for a name that became a container.)
+NAME_ONLY: Container[bytes] = _memo
 
 
 def classify(command: Command, table: CommandTable) -> Action:

@@ -26,7 +26,7 @@ from . import metrics
 from .backends import Backends, Node, Role
 from .config import Config, ReadPolicy
 from .resp import Command, ProtocolError, RequestScanner, UpstreamProtocolError, error_reply
-from .router import Action, classify
+from .router import NAME_ONLY, Action, classify
 from .upstream import Upstream
 
 log = logging.getLogger("redis_ambassador.session")
@@ -41,6 +41,10 @@ _PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo", "select")
 _OK = b"+OK\r\n"
 _PUSH = ord(">")
 _LOST = (ConnectionError, OSError, TimeoutError, UpstreamProtocolError)
+# Actions that count as writes when sent to the master (read-your-writes bookkeeping).
+_WRITE_ACTIONS = frozenset(a for a in Action if a not in (Action.READ, Action.SCAN, Action.MASTER))
+_perf_counter = time.perf_counter
+_record = metrics.COMMAND_STATS.record  # bound once: called for every reply
 
 
 @dataclass(slots=True)
@@ -74,7 +78,7 @@ class Session:
         self._config = config
         self._on_finished = on_finished
         self._buf = bytearray()
-        self._scanner = RequestScanner()
+        self._scanner = RequestScanner(NAME_ONLY)
         self._conns: dict[Node, Upstream] = {}
         self._retired: list[Upstream] = []
         self._prelude: dict[str, bytes] = {}
@@ -276,6 +280,12 @@ class Session:
         if self._in_multi or self._watching:
             self._dispatch_transaction(action, frame, touched)
             return
+        if action is Action.WRITE or action is Action.MASTER:
+            # The common case first, without walking the rarer actions below.
+            if command.name == b"client":
+                self._dirty = True  # CLIENT TRACKING/REPLY/... change the connection
+            self._send_master(frame, action, touched)
+            return
         if action is Action.READ or action is Action.SCAN:
             node = self._pick_scan_node() if action is Action.SCAN else self._pick_reader()
             if node is None:
@@ -435,30 +445,33 @@ class Session:
         in_transaction: bool = False,
         retryable: bool = True,
     ) -> None:
-        upstream = self._connection(node, touched)
-        touched.setdefault(upstream, []).append(frame)
-        write = node.role is Role.MASTER and action not in (
-            Action.READ,
-            Action.SCAN,
-            Action.MASTER,
-        )
+        upstream = self._conns.get(node)
+        if upstream is None or upstream.stale:
+            upstream = self._connection(node, touched)
+        parts = touched.get(upstream)
+        if parts is None:
+            touched[upstream] = [frame]
+        else:
+            parts.append(frame)
+        write = node.role is Role.MASTER and action in _WRITE_ACTIONS
         if write:
             self._pending_writes += 1
             self._wrote = True
             self._need_offset = None
         retry_write = retryable and action is Action.WRITE and not in_transaction
-        keep_frame = keep_frame and retryable
-        self._enqueue(
+        node.outstanding += 1  # undone in _account or when re-routed (as in _enqueue)
+        # Positional: keyword arguments cost measurably on a path taken once per command.
+        self._queue.append(
             Pending(
                 upstream,
                 b"",
-                frame if keep_frame or retry_write else None,
+                frame if (keep_frame and retryable) or retry_write else None,
                 action,
                 True,
-                time.perf_counter(),
-                before=before,
-                write=write,
-                retry_write=retry_write,
+                _perf_counter(),
+                before,
+                write,
+                retry_write,
             )
         )
 
@@ -632,9 +645,11 @@ class Session:
             self._last_write_ack = time.monotonic()
         if not pending.forward:
             return
-        route = "local" if upstream is None else upstream.node.label
-        result = "error" if reply[:1] == b"-" else "ok"
-        metrics.COMMAND_STATS.record(route, result, time.perf_counter() - pending.started)
+        _record(
+            "local" if upstream is None else upstream.node.label,
+            "error" if reply[:1] == b"-" else "ok",
+            _perf_counter() - pending.started,
+        )
 
     # -- the slow path: one head-of-line command that needs to wait -----------------------
 

@@ -247,3 +247,30 @@ def test_nodes_with_a_password(
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=amb.port).get("k")
     assert "n0de-secret" not in amb.log()
+
+
+def test_one_pipeline_split_across_nodes_replies_in_request_order(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    """Reads (replicas) and writes (master) interleaved in one client write: the batched
+    forwarding sends each node its share at once, and the replies still come back in the
+    order the commands were sent."""
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "prefer-replica"))
+    client = amb.client()
+    for i in range(100):
+        client.set(f"r{i}", f"v{i}")
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    reset_stats(redis_set)
+    pipe = client.pipeline(transaction=False)
+    for i in range(100):
+        pipe.get(f"r{i}")
+        pipe.set(f"w{i}", i)
+        pipe.incr("counter")
+    replies = pipe.execute()
+    expected: list[object] = []
+    for i in range(100):
+        expected += [f"v{i}".encode(), True, i + 1]
+    assert replies == expected
+    assert command_calls(redis_set.master, "get") == 0
+    assert sum(command_calls(r, "get") for r in redis_set.replicas) == 100
+    assert command_calls(redis_set.master, "set") == 100

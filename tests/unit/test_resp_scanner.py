@@ -305,3 +305,23 @@ def test_fuzz_streamed_requests_keep_their_boundaries(
     found = stream_requests(b"".join(frames), chunk, switch_after)
     assert [frame for _, frame in found] == frames
     assert [name for name, _ in found] == [args[0].lower() for args in commands]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_names_routed_by_name_alone_skip_argument_copies(chunk: int) -> None:
+    """Names the router routes by name alone get no peeked arguments; others still do, and
+    frame boundaries are the same either way, however the bytes are chunked."""
+    data = encode_command(b"SET", b"k", b"v") + encode_command(b"CLIENT", b"SETNAME", b"x")
+    scanner = RequestScanner(name_only={b"set"})
+    buf = bytearray()
+    commands = []
+    for i in range(0, len(data), chunk):
+        buf += data[i : i + chunk]
+        pos = commands[-1].end if commands else 0
+        while (command := scanner.scan(buf, pos)) is not None:
+            commands.append(command)
+            pos = command.end
+    assert [(c.name, c.args, c.argc, c.end - c.start) for c in commands] == [
+        (b"set", (), 3, len(encode_command(b"SET", b"k", b"v"))),
+        (b"client", (b"SETNAME", b"x"), 3, len(encode_command(b"CLIENT", b"SETNAME", b"x"))),
+    ]
