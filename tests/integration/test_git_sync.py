@@ -474,7 +474,11 @@ def test_sigterm_during_a_sync_leaves_no_temp_link_and_no_half_worktree(
     marker = root / ".git" / "gitsync-published-current"
 
     def published() -> str:
-        return published_hash(link) if mode == "symlink" else marker.read_text().strip()
+        if mode == "symlink":
+            return published_hash(link)
+        # The first publish moves the directory into place, then writes the marker (atomically,
+        # and it is never removed): until then nothing counts as published.
+        return marker.read_text().strip() if marker.exists() else ""
 
     wait_for(lambda: (root / ".worktrees" / first).exists() and link.exists(), what="first sync")
     wait_for(lambda: published() == first, what="first sync published")

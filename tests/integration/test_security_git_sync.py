@@ -115,7 +115,7 @@ def test_git_password_is_not_observable(
         # The right password is accepted at once: no attempt failed authentication. (A transient
         # transport error from the loopback test server, seen once in CI, is not what this
         # test is about; the two syncs above already prove the right password works.)
-        for refusal in ("Authentication failed", "could not read Username", "401"):
+        for refusal in ("Authentication failed", "could not read Username", "returned error: 401"):
             assert refusal not in logs, refusal
     else:
         assert error_text, "a failing sync writes the error file"
