@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         default="0",
         help="with --read-your-writes: use a fixed window (e.g. 2s) instead of offsets",
     )
+    add(
+        "--shared-connections",
+        default="1",
+        help="connections per node shared by clients that keep no connection state "
+        "(0: every client gets its own; default %(default)s)",
+    )
     add("--max-clients", default="10000", help="client connections allowed (default 10000)")
     add("--client-idle-timeout", default="0", help="close idle clients after this (0: never)")
     add("--upstream-timeout", default="5s", help="deadline for a non-blocking reply")
@@ -96,6 +102,10 @@ def build_config(args: argparse.Namespace) -> Config:
     max_bytes, max_seconds = (None, None)
     if args.max_replica_lag:
         max_bytes, max_seconds = parse_lag("--max-replica-lag", args.max_replica_lag)
+    if not args.shared_connections.isdigit() or int(args.shared_connections) > 64:
+        raise ConfigError(
+            f"--shared-connections: {args.shared_connections!r} is not an integer from 0 to 64"
+        )
     if not args.max_clients.isdigit() or int(args.max_clients) < 1:
         raise ConfigError(f"--max-clients: {args.max_clients!r} is not a positive integer")
     return Config(
@@ -120,6 +130,7 @@ def build_config(args: argparse.Namespace) -> Config:
         shutdown_grace=parse_duration("--shutdown-grace", args.shutdown_grace),
         verbosity=-1 if args.quiet else args.verbose,
         upstream_password=_upstream_password(args.upstream_password_file),
+        shared_connections=int(args.shared_connections),
     )
 
 

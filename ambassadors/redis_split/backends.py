@@ -8,18 +8,26 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from enum import StrEnum
+from typing import Any
 
 from . import metrics
 from .commands import CommandTable, table_from_command_reply
 from .config import Config, ReadPolicy
 from .control import Address, ControlClient, ReplyError, Value, decode, parse_info
+from .shared import Lane, SharedConnection
 from .upstream import Upstream
 
 log = logging.getLogger("redis_ambassador.backends")
 
 _POOL_MAX = 64
+
+
+def _lane_count(conn: SharedConnection) -> int:
+    return conn.lanes
+
+
 # Master offset samples kept for read-your-writes and the time-based lag gate.
 _SAMPLES = 2048
 
@@ -58,6 +66,7 @@ class Node:
         self.lag_seconds: float | None = None
         self.outstanding = 0
         self.idle: list[Upstream] = []
+        self.shared: dict[int, list[SharedConnection]] = {2: [], 3: []}  # by RESP version
         self._connecting: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -72,6 +81,7 @@ class Node:
         self.control = ControlClient(address, self.control.timeout, self._config.upstream_password)
         self.up = self.eligible = False
         self.drop_idle()
+        self.retire_shared()
 
     def lease(self) -> Upstream:
         """An idle pooled connection, or a new one (connecting in the background; commands
@@ -82,13 +92,39 @@ class Node:
                 return upstream
             upstream.close()
         upstream = Upstream(self)
+        self._start(upstream.connect)
+        return upstream
+
+    def lane(self, protocol: int) -> Lane:
+        """A share of one of this node's shared connections for RESP ``protocol`` (see
+        ``shared``), opened in the background if needed; the least used one when there are
+        several."""
+        live = self.shared[protocol]
+        if any(conn.stale for conn in live):
+            for conn in live:
+                if conn.stale:
+                    conn.retire()
+            live = self.shared[protocol] = [conn for conn in live if not conn.stale]
+        if len(live) < self._config.shared_connections:
+            conn = SharedConnection(self, protocol)
+            self._start(conn.connect)
+            live.append(conn)
+            return conn.attach()
+        return min(live, key=_lane_count).attach()
+
+    def retire_shared(self) -> None:
+        for protocol, conns in self.shared.items():
+            for conn in conns:
+                conn.retire()
+            self.shared[protocol] = []
+
+    def _start(self, connect: Callable[[str, int, float], Coroutine[Any, Any, None]]) -> None:
         address = self.address  # resolved by the connect: names follow DNS changes
         task = asyncio.get_running_loop().create_task(
-            upstream.connect(address.host, address.port, self._config.connect_timeout)
+            connect(address.host, address.port, self._config.connect_timeout)
         )
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
-        return upstream
 
     async def connect(self) -> Upstream:
         """A connected upstream (for one-off commands such as retries)."""
@@ -100,7 +136,10 @@ class Node:
             raise
         return upstream
 
-    def release(self, upstream: Upstream, reusable: bool) -> None:
+    def release(self, upstream: Upstream | Lane, reusable: bool) -> None:
+        if isinstance(upstream, Lane):
+            upstream.close()  # owed replies are read and dropped by the shared connection
+            return
         upstream.listener = None
         upstream.raw_sink = None
         upstream.backpressure = None

@@ -49,6 +49,9 @@ class Config:
     # For the ambassador's own connections (health checks, COMMAND, script sync) when the
     # nodes require AUTH; the app's AUTH is passed through separately. Never printed.
     upstream_password: str | None = field(default=None, repr=False)
+    # Connections per node shared by the clients that keep no connection state (see
+    # shared.py); 0 gives every client connections of its own.
+    shared_connections: int = 1
 
 
 def parse_bind_address(flag: str, value: str) -> Address:

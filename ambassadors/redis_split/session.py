@@ -2,8 +2,13 @@
 and all of its connection state (database, auth, protocol, name, MULTI/WATCH, subscriptions,
 read-your-writes) in one place.
 
-Each session leases its own upstream connections (one per node it touches), so per-connection
-state on the Redis side is simply this client's state, replayed when a new node is touched.
+A session that keeps no connection state of its own sends its commands on connections shared
+with other such sessions (``shared.Lane``); the first command that would give the connection
+state (SELECT, AUTH, HELLO, CLIENT ..., MULTI, WATCH, subscriptions, blocking commands, WAIT)
+moves it, for good, to connections of its own: one per node it touches, so per-connection state
+on the Redis side is simply this client's state, replayed when a new node is touched. The move
+waits until the shared connections have answered everything sent on them, so the client's
+commands still run in the order it sent them.
 
 The hot path is synchronous and callback-driven: client bytes are scanned and written to
 upstreams in ``feed``; replies are matched to the oldest outstanding command and written back in
@@ -25,9 +30,20 @@ from dataclasses import dataclass
 from . import metrics
 from .backends import Backends, Node, Role
 from .config import Config, ReadPolicy
-from .resp import Command, ProtocolError, RequestScanner, UpstreamProtocolError, error_reply
+from .resp import (
+    Command,
+    ProtocolError,
+    RequestScanner,
+    UpstreamProtocolError,
+    encode_command,
+    error_reply,
+)
 from .router import NAME_ONLY, Action, classify
+from .shared import Lane
 from .upstream import Upstream
+
+# A connection a session sends on: its own, or its share of a shared one.
+Link = Upstream | Lane
 
 log = logging.getLogger("redis_ambassador.session")
 
@@ -37,12 +53,35 @@ _OUT_FLUSH = 256 * 1024
 _STREAM_AT = 512 * 1024
 _RETRIES = 2
 # The order connection state is replayed in on a new node: credentials first.
-_PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo", "select")
+_PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo-lib-name", "setinfo-lib-ver", "select")
 _OK = b"+OK\r\n"
 _PUSH = ord(">")
 _LOST = (ConnectionError, OSError, TimeoutError, UpstreamProtocolError)
 # Actions that count as writes when sent to the master (read-your-writes bookkeeping).
 _WRITE_ACTIONS = frozenset(a for a in Action if a not in (Action.READ, Action.SCAN, Action.MASTER))
+# What may travel on a shared connection: everything that neither changes the connection's
+# state nor holds the connection while it waits. The rest needs a connection of the client's own.
+_SHAREABLE = frozenset(
+    {
+        Action.READ,
+        Action.SCAN,
+        Action.WRITE,
+        Action.MASTER,
+        Action.BROADCAST,
+        Action.EXEC,
+        Action.UNWATCH,
+        Action.QUIT,
+    }
+)
+# Names that concern the connection whatever the command table says about them.
+_OWN_CONNECTION = frozenset(
+    {b"client", b"wait", b"waitaof", b"sync", b"psync", b"replconf", b"readonly",
+     b"readwrite", b"asking", b"monitor", b"hello", b"auth", b"select", b"reset"}
+)  # fmt: skip
+# WAIT and WAITAOF wait for the writes made on the connection they are sent on. For a client
+# that wrote on a shared connection and then moved to its own, one write that changes no data
+# gives its own connection a replication offset past those writes: WAIT then waits for them.
+_WAIT_MARKER = encode_command("PUBLISH", "__redis_ambassador__:wait-mark", "")
 _perf_counter = time.perf_counter
 _record = metrics.COMMAND_STATS.record  # bound once: called for every reply
 
@@ -51,7 +90,7 @@ _record = metrics.COMMAND_STATS.record  # bound once: called for every reply
 class Pending:
     """A command sent (or answered locally) whose reply the client has not received yet."""
 
-    upstream: Upstream | None  # None: ``literal`` is the reply (or ``frame`` must be re-sent)
+    upstream: Link | None  # None: ``literal`` is the reply (or ``frame`` must be re-sent)
     literal: bytes
     frame: bytes | None  # reads (re-sendable elsewhere) and plain writes (READONLY recovery)
     action: Action
@@ -63,6 +102,13 @@ class Pending:
     # can be re-sent to the new master.
     retry_write: bool = False
     deferred: bool = False  # a write held while a failover completes
+
+
+def _plain_hello(command: Command) -> int | None:
+    """The protocol asked for by a ``HELLO 2`` or ``HELLO 3`` without AUTH or SETNAME."""
+    if command.name == b"hello" and command.argc == 2 and command.args[:1] in ((b"2",), (b"3",)):
+        return int(command.args[0])
+    return None
 
 
 class Session:
@@ -79,8 +125,11 @@ class Session:
         self._on_finished = on_finished
         self._buf = bytearray()
         self._scanner = RequestScanner(NAME_ONLY)
-        self._conns: dict[Node, Upstream] = {}
-        self._retired: list[Upstream] = []
+        self._conns: dict[Node, Link] = {}
+        self._retired: list[Link] = []
+        self._shared_ok = config.shared_connections > 0
+        self._protocol = 2  # RESP version of the shared connections this client uses
+        self._wrote_shared = False  # a write went out on a shared connection
         self._prelude: dict[str, bytes] = {}
         self._in_multi = False
         self._watching = False
@@ -100,9 +149,9 @@ class Session:
         self._closing = False  # no more commands: deliver what is owed, then close
         self._client_gone = False
         self._reading_paused = False
-        self._pipe_pending: Upstream | None = None
-        self._pipe: Upstream | None = None
-        self._request_stream: Upstream | None = None  # a large request being forwarded
+        self._pipe_pending: Link | None = None
+        self._pipe: Link | None = None
+        self._request_stream: Link | None = None  # a large request being forwarded
         self._finished = False
         self.last_active = time.monotonic()
         self.closing_since: float | None = None
@@ -190,7 +239,7 @@ class Session:
     # -- routing --------------------------------------------------------------------------
 
     def _process(self) -> None:
-        touched: dict[Upstream, list[bytes]] = {}
+        touched: dict[Link, list[bytes]] = {}
         buf = self._buf
         scanner = self._scanner
         pos = 0
@@ -205,12 +254,28 @@ class Session:
                 if command is None:
                     start = scanner.frame_start
                     if start >= 0 and len(buf) - start >= _STREAM_AT:
+                        if self._shared_ok and self._leave_shared():
+                            break  # streamed on a connection of its own once the lanes drain
                         partial = scanner.partial()
                         if partial is not None and self._start_request_stream(partial, touched):
                             continue
                     break
+                action = classify(command, self._backends.table)
+                if self._shared_ok and (
+                    command.name in _OWN_CONNECTION or action not in _SHAREABLE
+                ):
+                    if self._library_info(command, buf):
+                        pos = command.end
+                        continue
+                    if self._unknown_client_command(command):
+                        pass  # Redis answers with an error and nothing changes: shareable
+                    elif (protocol := _plain_hello(command)) is not None:
+                        if self._switch_protocol(protocol):
+                            break  # dispatched once the shared connections have answered
+                    elif self._leave_shared():
+                        break  # dispatched once the shared connections have answered
                 pos = command.end
-                self._dispatch(command, bytes(buf[command.start : pos]), touched)
+                self._dispatch(command, action, bytes(buf[command.start : pos]), touched)
         except ProtocolError as exc:
             metrics.REJECTED_CLIENTS.labels("protocol").inc()
             log.info("protocol error, closing client", extra={"reason": str(exc)})
@@ -232,13 +297,71 @@ class Session:
         if not queue or queue[0].upstream is None or self._closing or self._blocked:
             self._drain()
 
-    def _send_touched(self, touched: dict[Upstream, list[bytes]]) -> None:
+    def _send_touched(self, touched: dict[Link, list[bytes]]) -> None:
         for upstream, parts in touched.items():
             with contextlib.suppress(ConnectionError):
-                upstream.send(b"".join(parts) if len(parts) > 1 else parts[0])
+                if len(parts) > 1:
+                    upstream.send(b"".join(parts), len(parts))
+                else:
+                    upstream.send(parts[0])
         touched.clear()
 
-    def _start_request_stream(self, partial: Command, touched: dict[Upstream, list[bytes]]) -> bool:
+    def _library_info(self, command: Command, buf: bytearray) -> bool:
+        """``CLIENT SETINFO LIB-NAME|LIB-VER value``, which client libraries send on every new
+        connection, only labels the connection in CLIENT LIST. Answered here, and remembered for
+        a connection of the client's own should it need one, it keeps the client on the shared
+        connections. Anything Redis might refuse goes to Redis."""
+        args = command.args
+        if command.argc != 4 or len(args) != 3 or args[0].lower() != b"setinfo":
+            return False
+        attribute, value = args[1].lower(), args[2]
+        if attribute not in (b"lib-name", b"lib-ver") or not value:
+            return False
+        if any(byte < 33 or byte > 126 for byte in value):
+            return False
+        self._prelude[f"setinfo-{attribute.decode()}"] = bytes(buf[command.start : command.end])
+        self._answer(_OK)
+        return True
+
+    def _unknown_client_command(self, command: Command) -> bool:
+        """A CLIENT subcommand the master does not have (say ``CLIENT MAINT_NOTIFICATIONS``,
+        which redis-py 8 sends to every server) fails there and changes nothing."""
+        table = self._backends.table
+        if command.name != b"client" or not command.args or not len(table):
+            return False
+        return b"client|" + command.args[0].lower() not in table.commands
+
+    def _switch_protocol(self, protocol: int) -> bool:
+        """``HELLO 2|3`` with no other option: the client stays on shared connections, those
+        of its protocol (the HELLO itself is sent there, for its reply). Like a move to own
+        connections, it waits until what was sent on the old ones is answered."""
+        if self._queue:
+            self._blocked = True
+            return True
+        if protocol != self._protocol:
+            self._protocol = protocol
+            for node, upstream in list(self._conns.items()):
+                del self._conns[node]
+                node.release(upstream, reusable=False)
+        return False
+
+    def _leave_shared(self) -> bool:
+        """Move to connections of this client's own for good. True when commands are still
+        owed replies: the caller then stops dispatching until they are delivered, so that what
+        the client sends next cannot overtake them on another connection."""
+        self._shared_ok = False
+        if self._prelude:
+            self._dirty = True  # the library labels will be replayed on the new connections
+        for node, upstream in list(self._conns.items()):
+            if isinstance(upstream, Lane):
+                del self._conns[node]
+                self._retired.append(upstream)
+        if self._queue:
+            self._blocked = True
+            return True
+        return False
+
+    def _start_request_stream(self, partial: Command, touched: dict[Link, list[bytes]]) -> bool:
         """A large request (say a SET of a big value) is routed as soon as its name is known
         and forwarded as it arrives, instead of being held whole. Only plain commands qualify:
         connection-state and transaction commands are never large."""
@@ -274,9 +397,8 @@ class Session:
         return end
 
     def _dispatch(
-        self, command: Command, frame: bytes, touched: dict[Upstream, list[bytes]]
+        self, command: Command, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
     ) -> None:
-        action = classify(command, self._backends.table)
         if self._in_multi or self._watching:
             self._dispatch_transaction(action, frame, touched)
             return
@@ -308,12 +430,24 @@ class Session:
                 self._in_multi = True
             elif action is Action.WATCH:
                 self._watching = True
+            elif self._wrote_shared and command.name in (b"wait", b"waitaof"):
+                self._mark_writes(touched)
             if command.name == b"client":
                 self._dirty = True  # CLIENT TRACKING/REPLY/... change the connection
             self._send_master(frame, action, touched)
 
+    def _mark_writes(self, touched: dict[Link, list[bytes]]) -> None:
+        """Before the first WAIT on this client's own master connection (see _WAIT_MARKER)."""
+        master = self._backends.master
+        if not master.up and master not in self._conns:
+            return  # the WAIT gets the MASTERDOWN error
+        self._wrote_shared = False
+        upstream = self._connection(master, touched)
+        touched.setdefault(upstream, []).append(_WAIT_MARKER)
+        self._enqueue(Pending(upstream, b"", None, Action.STATE, False, time.perf_counter()))
+
     def _dispatch_transaction(
-        self, action: Action, frame: bytes, touched: dict[Upstream, list[bytes]]
+        self, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
     ) -> None:
         """Inside MULTI or after WATCH everything goes to the master connection, in order."""
         if action is Action.EXEC:
@@ -337,12 +471,13 @@ class Session:
         self._send_master(frame, send_as, touched, in_transaction=True)
 
     def _dispatch_state(
-        self, command: Command, action: Action, frame: bytes, touched: dict[Upstream, list[bytes]]
+        self, command: Command, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
     ) -> None:
         """SELECT/AUTH/HELLO/CLIENT SETNAME/RESET: the master's reply goes to the client, the
         same command is applied to this session's other connections and remembered for the
         nodes it touches later."""
         self._dirty = True
+        key = ""
         if action is Action.RESET:
             self._prelude.clear()
             self._in_multi = self._watching = False
@@ -350,7 +485,8 @@ class Session:
             key = command.name.decode()
             if command.name == b"client":
                 key = command.args[0].lower().decode() if command.args else "client"
-            self._prelude[key] = frame
+                if key == "setinfo" and len(command.args) > 1:
+                    key = f"setinfo-{command.args[1].lower().decode(errors='replace')}"
         master = self._backends.master
         replier = master
         if not master.up and master not in self._conns:
@@ -360,6 +496,10 @@ class Session:
             self._send_master(frame, Action.MASTER, touched)
         else:
             self._send(replier, frame, Action.MASTER, touched)
+        if key:
+            # Remembered only now: a connection opened by the send above must not get the
+            # command twice (once replayed, once sent).
+            self._prelude[key] = frame
         for node, upstream in list(self._conns.items()):
             if node is replier or upstream.stale:
                 continue
@@ -410,7 +550,7 @@ class Session:
         self,
         frame: bytes,
         action: Action,
-        touched: dict[Upstream, list[bytes]],
+        touched: dict[Link, list[bytes]],
         before: asyncio.Task[None] | None = None,
         in_transaction: bool = False,
     ) -> None:
@@ -439,7 +579,7 @@ class Session:
         node: Node,
         frame: bytes,
         action: Action,
-        touched: dict[Upstream, list[bytes]],
+        touched: dict[Link, list[bytes]],
         keep_frame: bool = False,
         before: asyncio.Task[None] | None = None,
         in_transaction: bool = False,
@@ -455,6 +595,8 @@ class Session:
             parts.append(frame)
         write = node.role is Role.MASTER and action in _WRITE_ACTIONS
         if write:
+            if self._shared_ok:
+                self._wrote_shared = True
             self._pending_writes += 1
             self._wrote = True
             self._need_offset = None
@@ -475,8 +617,8 @@ class Session:
             )
         )
 
-    def _connection(self, node: Node, touched: dict[Upstream, list[bytes]]) -> Upstream:
-        upstream = self._conns.get(node)
+    def _connection(self, node: Node, touched: dict[Link, list[bytes]]) -> Link:
+        upstream: Link | None = self._conns.get(node)
         if upstream is not None and not upstream.stale:
             return upstream
         if upstream is not None:
@@ -484,6 +626,12 @@ class Session:
             # when the session ends.
             del self._conns[node]
             self._retired.append(upstream)
+        if self._shared_ok:
+            # Nothing to replay: the prelude holds at most the library labels (_library_info).
+            upstream = node.lane(self._protocol)
+            upstream.listener = self._drain
+            self._conns[node] = upstream
+            return upstream
         upstream = node.lease()
         upstream.listener = self._drain
         upstream.backpressure = self._upstream_backpressure
@@ -593,7 +741,7 @@ class Session:
                     break
                 self._emit(push)
 
-    def _stream(self, pending: Pending, upstream: Upstream) -> bool:
+    def _stream(self, pending: Pending, upstream: Link) -> bool:
         """Pass a large head-of-line reply on as it arrives instead of holding it whole.
         True when it is complete (and accounted for)."""
         chunk, complete = upstream.stream_chunk()
@@ -689,7 +837,7 @@ class Session:
             return await self._after_readonly(pending, error)
         return await self._after_lost(pending, upstream)
 
-    async def _after_lost(self, pending: Pending, upstream: Upstream) -> bytes:
+    async def _after_lost(self, pending: Pending, upstream: Link) -> bytes:
         node = upstream.node
         upstream.close()
         if self._conns.get(node) is upstream:
@@ -815,7 +963,7 @@ class Session:
 
     # -- pass-through mode (SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, MONITOR) --------------------
 
-    def _enter_pipe(self, frame: bytes, touched: dict[Upstream, list[bytes]]) -> None:
+    def _enter_pipe(self, frame: bytes, touched: dict[Link, list[bytes]]) -> None:
         """Pub/sub and MONITOR replies arrive unasked: once every earlier reply is delivered
         the session becomes a byte pipe to its master connection."""
         self._dirty = True

@@ -121,7 +121,8 @@ class Upstream(asyncio.Protocol):
         """Closed, or opened to an address the node no longer has (e.g. after a failover)."""
         return self.closed or self.generation != self.node.generation
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, count: int = 1) -> None:
+        """``count``: how many commands ``data`` holds (a shared connection needs it)."""
         if self.closed:
             raise ConnectionError(self.error or f"connection to {self.node.address} is closed")
         if self._transport is None:

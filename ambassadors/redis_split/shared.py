@@ -1,0 +1,373 @@
+"""Upstream connections shared by many clients (twemproxy-style multiplexing).
+
+A client whose connection carries no state of its own (no SELECT, AUTH, HELLO, CLIENT ...,
+MULTI/WATCH, subscriptions or blocking commands) needs no Redis connection of its own: its
+commands can travel on a connection shared with other such clients. That saves, per command, a
+write and a read system call on the Redis side and a callback in the ambassador: the commands
+of every client that spoke in one event-loop turn go out in one write, and their replies come
+back in one read and are split by client here.
+
+Each session sees its share of a shared connection as a ``Lane``, which offers the session the
+same surface as a connection of its own (``Upstream``). Replies are matched to lanes in the
+order the lanes' commands were written, which Redis preserves on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from .resp import ReplyScanner, UpstreamProtocolError
+
+if TYPE_CHECKING:
+    from .backends import Node
+
+# A reply still incomplete with this much buffered is streamed to its client as it arrives
+# (the same threshold as on a session's own connection), so a large value never sits here whole.
+STREAM_AT = 512 * 1024
+_COMPACT_AT = 256 * 1024
+_PLUS, _COLON, _MINUS, _DOLLAR = b"+:-$"
+_HELLO_3 = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
+
+
+class SharedConnection(asyncio.Protocol):
+    """One connection to a node, written to by many lanes; replies handed back in order."""
+
+    def __init__(self, node: Node, protocol: int) -> None:
+        self.node = node
+        self.protocol = protocol  # RESP2 and RESP3 clients cannot share a connection
+        self.generation = node.generation
+        self._transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        # One entry per ``Lane.send``: the lane and how many of its replies are still owed
+        # (no lane: the connection's own HELLO, whose reply nobody wants).
+        self._owed: deque[list[Lane | int | None]] = deque()
+        if protocol == 3:
+            self._owed.append([None, 1])
+            self._out.append(_HELLO_3)
+        self._buf = bytearray()
+        self._pos = 0
+        self._scanner = ReplyScanner()
+        self._streaming_to: Lane | None = None
+        self._paused_for: Lane | None = None
+        self._partial = False  # the resumable scanner holds a reply in progress
+        self.retired = False
+        self.closed = False
+        self.connected = False
+        self.error = ""
+        self._lanes: set[Lane] = set()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        if self.closed:
+            transport.close()
+            return
+        self._transport = transport
+        self.connected = True
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close(str(exc) if exc else f"{self.node.address} closed the connection")
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = self._pos
+        owed = self._owed
+        woken: list[Lane] = []
+        try:
+            pos = self._split(buf, pos, owed, woken)
+        except UpstreamProtocolError as exc:
+            self.abort(str(exc))
+            return
+        finally:
+            if pos == len(buf) or pos >= _COMPACT_AT:
+                del buf[:pos]
+                self._scanner.rebase(pos)
+                pos = 0
+            self._pos = pos
+            for lane in woken:
+                if lane.listener is not None:
+                    lane.listener()
+        if pos < len(buf) and not owed:
+            # Nothing was asked on this connection: a RESP3 push cannot happen (lanes are
+            # RESP2 only), so this is a protocol fault; every lane's commands are suspect.
+            self.abort("unexpected data from Redis on a shared connection")
+
+    def _split(
+        self, buf: bytearray, pos: int, owed: deque[list[Lane | int | None]], woken: list[Lane]
+    ) -> int:
+        """Hand every complete reply in ``buf`` from ``pos`` to the lane that asked for it."""
+        end_of_data = len(buf)
+        find = buf.find
+        scan = self._scanner.scan
+        while owed and pos < end_of_data:
+            entry = owed[0]
+            lane = cast(Lane | None, entry[0])
+            if lane is None:
+                found = self._scanner.scan(buf, pos)
+                if found is None:
+                    break
+                pos = found[1]
+                owed.popleft()
+                continue
+            if self._streaming_to is not None:
+                end, complete = self._scanner.advance(buf, pos)
+                lane.stream_part(bytes(buf[pos:end]), complete)
+                pos = end
+                if lane not in woken:
+                    woken.append(lane)
+                if not complete:
+                    self._pause_if_slow(lane)
+                    break
+                self._streaming_to = None
+                self._partial = False
+                self._resume_if_paused()
+            else:
+                # The short replies that make up almost all traffic are found inline; anything
+                # else (aggregates, partial replies) goes through the resumable scanner.
+                kind = buf[pos]
+                end = -1
+                if self._partial:
+                    pass  # the scanner resumes the reply it has started
+                elif kind in (_PLUS, _COLON, _MINUS):
+                    eol = find(b"\r\n", pos)
+                    if eol >= 0:
+                        end = eol + 2
+                elif kind == _DOLLAR:
+                    eol = find(b"\r\n", pos)
+                    if eol >= 0:
+                        try:
+                            length = int(buf[pos + 1 : eol])
+                        except ValueError as exc:
+                            raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
+                        end = eol + 2 if length < 0 else eol + 4 + length
+                        if end > end_of_data:
+                            end = -1
+                if end < 0:
+                    found = scan(buf, pos)
+                    if found is None:
+                        self._partial = True
+                        if end_of_data - pos >= STREAM_AT and kind != _MINUS:
+                            self._streaming_to = lane
+                            continue
+                        break
+                    self._partial = False
+                    end = found[1]
+                lane.replies.append(bytes(buf[pos:end]))
+                pos = end
+                if lane not in woken:
+                    woken.append(lane)
+            left = cast(int, entry[1]) - 1
+            if left:
+                entry[1] = left
+            else:
+                owed.popleft()
+        return pos
+
+    # -- lanes ----------------------------------------------------------------------------
+
+    def attach(self) -> Lane:
+        lane = Lane(self)
+        self._lanes.add(lane)
+        return lane
+
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
+
+    def detach(self, lane: Lane) -> None:
+        """The session is gone: replies still owed to it are read and dropped."""
+        if lane in self._lanes:
+            self._lanes.discard(lane)
+            lane.listener = None
+            lane.detached = True
+            if self._paused_for is lane:
+                self._resume_if_paused()
+            self._close_if_retired()
+
+    def send(self, lane: Lane, data: bytes, count: int) -> None:
+        if self.closed:
+            raise ConnectionError(self.error or f"connection to {self.node.address} is closed")
+        self._owed.append([lane, count])
+        self._out.append(data)
+        if not self._flush_scheduled and self._transport is not None:
+            # Every client that speaks in this event-loop turn goes out in the same write.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self._transport is not None and not self.closed:
+            out = self._out
+            self._transport.write(b"".join(out) if len(out) > 1 else out[0])
+            out.clear()
+
+    # -- flow control for a large reply to a slow client ---------------------------------
+
+    def _pause_if_slow(self, lane: Lane) -> None:
+        if lane.paused and self._transport is not None and self._paused_for is None:
+            self._paused_for = lane
+            self._transport.pause_reading()
+
+    def _resume_if_paused(self) -> None:
+        if self._paused_for is not None:
+            self._paused_for = None
+            if self._transport is not None and not self.closed:
+                self._transport.resume_reading()
+
+    def lane_paused(self, lane: Lane) -> None:
+        if self._streaming_to is lane:
+            self._pause_if_slow(lane)
+
+    def lane_resumed(self, lane: Lane) -> None:
+        if self._paused_for is lane:
+            self._resume_if_paused()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def connect(self, host: str, port: int, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(lambda: self, host, port)
+        except (OSError, TimeoutError) as exc:
+            self._close(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}")
+
+    @property
+    def stale(self) -> bool:
+        return self.closed or self.retired or self.generation != self.node.generation
+
+    @property
+    def owed(self) -> int:
+        return len(self._owed)
+
+    def retire(self) -> None:
+        """No new lanes; close once the lanes still attached have gone."""
+        self.retired = True
+        self._close_if_retired()
+
+    def _close_if_retired(self) -> None:
+        if self.retired and not self._lanes and not self.closed:
+            self._close("retired")
+            if self._transport is not None:
+                self._transport.close()
+
+    def abort(self, reason: str) -> None:
+        self._close(reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.error = reason
+        self._owed.clear()
+        self._streaming_to = None
+        self._partial = False
+        for lane in list(self._lanes):
+            if lane.listener is not None:
+                lane.listener()
+
+
+class Lane:
+    """A session's share of a ``SharedConnection``: the surface of ``Upstream`` it uses."""
+
+    __slots__ = (
+        "_shared",
+        "_stream_complete",
+        "_stream_parts",
+        "backpressure",
+        "detached",
+        "listener",
+        "node",
+        "paused",
+        "raw_sink",
+        "replies",
+        "streaming",
+    )
+
+    def __init__(self, shared: SharedConnection) -> None:
+        self._shared = shared
+        self.node = shared.node
+        self.replies: deque[bytes] = deque()
+        self.listener: Callable[[], None] | None = None
+        # Unused on a lane (pass-through and large requests take a connection of their own);
+        # present so the session can treat both kinds alike.
+        self.raw_sink: Callable[[bytes], None] | None = None
+        self.backpressure: Callable[[bool], None] | None = None
+        self.detached = False
+        self.paused = False
+        self.streaming = False  # the head reply is being passed on in parts
+        self._stream_parts: list[bytes] = []
+        self._stream_complete = False
+
+    @property
+    def closed(self) -> bool:
+        return self._shared.closed
+
+    @property
+    def connected(self) -> bool:
+        return self._shared.connected
+
+    @property
+    def error(self) -> str:
+        return self._shared.error
+
+    @property
+    def stale(self) -> bool:
+        shared = self._shared
+        return shared.closed or shared.generation != shared.node.generation or self.detached
+
+    def send(self, data: bytes, count: int = 1) -> None:
+        self._shared.send(self, data, count)
+
+    def try_reply(self) -> bytes | None:
+        replies = self.replies
+        return replies.popleft() if replies else None
+
+    # The session's own streaming trigger looks at these; on a lane the shared connection
+    # decides when a reply is large, so they report nothing pending.
+    buffered = 0
+    head_kind = 0
+    idle_clean = False
+
+    def stream_part(self, data: bytes, complete: bool) -> None:
+        self.streaming = True
+        if data and not self.detached:
+            self._stream_parts.append(data)
+        self._stream_complete = complete
+
+    def stream_chunk(self) -> tuple[bytes, bool]:
+        parts = self._stream_parts
+        chunk = b"".join(parts)
+        parts.clear()
+        complete = self._stream_complete
+        if complete:
+            self.streaming = False
+            self._stream_complete = False
+        return chunk, complete
+
+    def take_buffered(self) -> bytes:
+        return b"".join(self.replies)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+        self._shared.lane_paused(self)
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        self._shared.lane_resumed(self)
+
+    def close(self) -> None:
+        self._shared.detach(self)
+
+    def abort(self, reason: str) -> None:
+        """A reply deadline passed: the node is not answering anyone on this connection."""
+        self._shared.abort(reason)
