@@ -61,7 +61,7 @@ _NAMES: dict[bytes, bytes] = {}
 _NAMES_MAX = 4096
 
 
-def _lower_name(raw: bytes) -> bytes:
+def lower_name(raw: bytes) -> bytes:
     name = _NAMES.get(raw)
     if name is None:
         name = raw.lower() or b"\x00"
@@ -223,7 +223,7 @@ class RequestScanner:
             if buf[end] != 13 or buf[end + 1] != 10:
                 raise ProtocolError("Protocol error: bulk not terminated by CRLF")
             if not name:
-                name = _lower_name(bytes(buf[start:end]))
+                name = lower_name(bytes(buf[start:end]))
                 if name in name_only:
                     peek = 0
             elif len(args) < peek:

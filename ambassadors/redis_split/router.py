@@ -80,6 +80,15 @@ _ARG_DEPENDENT = frozenset({b"client", b"script", b"xread"})
 NAME_ONLY: Container[bytes] = _memo
 
 
+def classify_by_name(name: bytes, table: CommandTable) -> Action | None:
+    """The action of a command whose route depends on its (lower-case) name alone, once
+    ``classify`` has seen it under this table; None otherwise (ask ``classify``)."""
+    action = _BY_NAME.get(name)
+    if action is not None or _memo_table[0] is not table:
+        return action
+    return _memo.get(name)
+
+
 def classify(command: Command, table: CommandTable) -> Action:
     name = command.name
     action = _BY_NAME.get(name)

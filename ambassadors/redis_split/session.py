@@ -27,6 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import hiredis
+
 from . import metrics
 from .backends import Backends, Node, Role
 from .config import Config, ReadPolicy
@@ -37,8 +39,9 @@ from .resp import (
     UpstreamProtocolError,
     encode_command,
     error_reply,
+    lower_name,
 )
-from .router import NAME_ONLY, Action, classify
+from .router import NAME_ONLY, Action, classify, classify_by_name
 from .shared import Lane
 from .upstream import Upstream
 
@@ -83,6 +86,9 @@ _OWN_CONNECTION = frozenset(
 # gives its own connection a replication offset past those writes: WAIT then waits for them.
 _WAIT_MARKER = encode_command("PUBLISH", "__redis_ambassador__:wait-mark", "")
 _perf_counter = time.perf_counter
+# Larger client writes take the general path, which can stream a large request onwards.
+_FAST_PATH_MAX = 64 * 1024
+_join = b"".join
 _record = metrics.COMMAND_STATS.record  # bound once: called for every reply
 
 
@@ -102,6 +108,14 @@ class Pending:
     # can be re-sent to the new master.
     retry_write: bool = False
     deferred: bool = False  # a write held while a failover completes
+    # A command forwarded by the pipeline fast path: its parsed arguments, from which ``frame``
+    # is built only if it has to be re-sent.
+    args: list[bytes] | None = None
+
+    def resend_frame(self) -> bytes | None:
+        if self.frame is None and self.args is not None:
+            self.frame = encode_command(*self.args)
+        return self.frame
 
 
 def _plain_hello(command: Command) -> int | None:
@@ -125,6 +139,7 @@ class Session:
         self._on_finished = on_finished
         self._buf = bytearray()
         self._scanner = RequestScanner(NAME_ONLY)
+        self._reader = hiredis.Reader()  # the pipeline fast path's parser
         self._conns: dict[Node, Link] = {}
         self._retired: list[Link] = []
         self._shared_ok = config.shared_connections > 0
@@ -239,6 +254,8 @@ class Session:
     # -- routing --------------------------------------------------------------------------
 
     def _process(self) -> None:
+        if self._buf[:1] == b"*" and self._forward_pipeline():
+            return
         touched: dict[Link, list[bytes]] = {}
         buf = self._buf
         scanner = self._scanner
@@ -296,6 +313,116 @@ class Session:
         # node (local answers, closing, a drained queue) can be ready.
         if not queue or queue[0].upstream is None or self._closing or self._blocked:
             self._drain()
+
+    def _forward_pipeline(self) -> bool:
+        """The common case at full speed: everything buffered is complete commands that read
+        (or that write), routed by name alone. hiredis parses them in C, the bytes go to one node
+        as they came, and only the replies are matched one by one. False: nothing was done,
+        and the general path (which also produces Redis's own protocol errors) takes over."""
+        buf = self._buf
+        if (
+            len(buf) > _FAST_PATH_MAX
+            or self._in_multi
+            or self._watching
+            or self._blocked
+            or self._closing
+            or self._request_stream is not None
+            or self._scanner.frame_start >= 0
+            or self._backends.promotion_seen
+        ):
+            return False
+        reader = self._reader
+        commands: list[list[bytes]] = []
+        data = bytes(buf)
+        try:
+            reader.feed(data)
+            command = reader.gets()
+            while command is not False:
+                commands.append(command)
+                command = reader.gets()
+        except hiredis.ProtocolError:
+            self._reader = hiredis.Reader()
+            return False
+        if reader.has_data():  # ends inside a command
+            self._reader = hiredis.Reader()
+            return False
+        table = self._backends.table
+        actions: list[Action] = []
+        reads = 0
+        for command in commands:
+            # hiredis also accepts what Redis refuses in a request (integers, nils, nested
+            # arrays, empty arrays): joining fails on anything but a list of bulk strings.
+            if type(command) is not list or not command:
+                return False
+            try:
+                _join(command)
+            except TypeError:
+                return False
+            name = lower_name(command[0])
+            action = classify_by_name(name, table)
+            if action is Action.READ:
+                reads += 1
+            elif (action is not Action.WRITE and action is not Action.MASTER) or (
+                name in _OWN_CONNECTION
+            ):
+                return False
+            actions.append(action)
+        count = len(commands)
+        master = self._backends.master
+        if reads == count:
+            node = self._pick_reader()
+            if node is None:
+                return False
+        elif reads == 0 and (master.up or master in self._conns):
+            node = master
+        else:
+            return False  # reads and writes for different nodes, or no master: one by one
+        upstream = self._conns.get(node)
+        if upstream is None or upstream.stale:
+            touched: dict[Link, list[bytes]] = {}
+            upstream = self._connection(node, touched)
+            self._send_touched(touched)  # a new connection's replayed state goes first
+        with contextlib.suppress(ConnectionError):
+            upstream.send(data, count)
+        buf.clear()
+        self._queue_forwarded(upstream, commands, actions)
+        if len(self._queue) > _MAX_IN_FLIGHT:
+            self._pause_client()
+        return True
+
+    def _queue_forwarded(
+        self, upstream: Link, commands: list[list[bytes]], actions: list[Action]
+    ) -> None:
+        """The bookkeeping ``_send`` does per command, for a batch on one connection."""
+        now = _perf_counter()
+        to_master = upstream.node.role is Role.MASTER
+        queue = self._queue
+        wrote = False
+        for command, action in zip(commands, actions, strict=True):
+            if action is Action.WRITE:
+                write = to_master
+                wrote = wrote or write
+                queue.append(
+                    Pending(
+                        upstream, b"", None, action, True, now, None, write, True, False, command
+                    )
+                )
+                if write:
+                    self._pending_writes += 1
+            elif action is Action.READ:
+                queue.append(
+                    Pending(
+                        upstream, b"", None, action, True, now, None, False, False, False, command
+                    )
+                )
+            else:
+                queue.append(Pending(upstream, b"", None, action, True, now))
+        if wrote:
+            self._wrote = True
+            self._need_offset = None
+            if self._shared_ok:
+                self._wrote_shared = True
+        upstream.node.outstanding += len(commands)
 
     def _send_touched(self, touched: dict[Link, list[bytes]]) -> None:
         for upstream, parts in touched.items():
@@ -668,7 +795,7 @@ class Session:
                 break
             upstream = pending.upstream
             if upstream is None:
-                if pending.frame is not None:
+                if pending.resend_frame() is not None:
                     self._slow(pending, None)  # re-route a read / a held write
                     break
                 reply = pending.literal
@@ -845,7 +972,7 @@ class Session:
             self._retired.append(upstream)
         if node.role is Role.REPLICA:
             node.eligible = False  # out of rotation until the health check says otherwise
-        if pending.action in (Action.READ, Action.SCAN) and pending.frame is not None:
+        if pending.action in (Action.READ, Action.SCAN) and pending.resend_frame() is not None:
             metrics.RETRIES.labels("upstream_lost").inc()
             return await self._retry(pending, exclude=node)
         if not pending.forward:
@@ -868,7 +995,8 @@ class Session:
 
     async def _retry(self, pending: Pending, exclude: Node | None = None) -> bytes:
         """Re-send a read on a fresh connection to another eligible node (or the master)."""
-        assert pending.frame is not None
+        frame = pending.resend_frame()
+        assert frame is not None
         self._unlink(pending)
         last_error = "no node available"
         for _ in range(_RETRIES + 1):
@@ -878,7 +1006,7 @@ class Session:
             if node is None:
                 break
             try:
-                return await self._one_shot(node, pending.frame)
+                return await self._one_shot(node, frame)
             except _LOST as exc:
                 last_error = f"{node.address}: {exc}"
                 if node.role is Role.REPLICA:
@@ -914,10 +1042,11 @@ class Session:
         """The script cache is per node: the replica missed a SCRIPT LOAD or the script was
         only ever EVALed on the master. The master has it (or says so itself)."""
         metrics.RETRIES.labels("noscript").inc()
-        assert pending.frame is not None
+        frame = pending.resend_frame()
+        assert frame is not None
         self._unlink(pending)
         try:
-            return await self._one_shot(self._backends.master, pending.frame)
+            return await self._one_shot(self._backends.master, frame)
         except _LOST:
             return reply
 
@@ -939,25 +1068,27 @@ class Session:
         run on the replica, so this cannot apply it twice."""
         backends = self._backends
         backends.resolve_requested.set()
-        if not self._config.sentinels or not pending.retry_write or pending.frame is None:
+        frame = pending.resend_frame()
+        if not self._config.sentinels or not pending.retry_write or frame is None:
             return reply
         if not await self._wait_for_switch():
             return reply
         metrics.RETRIES.labels("readonly").inc()
         self._unlink(pending)
         try:
-            return await self._one_shot(backends.master, pending.frame)
+            return await self._one_shot(backends.master, frame)
         except _LOST:
             return reply
 
     async def _after_failover(self, pending: Pending) -> bytes:
-        assert pending.frame is not None
+        frame = pending.resend_frame()
+        assert frame is not None
         await self._wait_for_switch()
         master = self._backends.master
         if not master.up:
             return error_reply(f"MASTERDOWN ambassador: master {master.address} is unavailable")
         try:
-            return await self._one_shot(master, pending.frame)
+            return await self._one_shot(master, frame)
         except _LOST as exc:
             return error_reply(f"MASTERDOWN ambassador: master {master.address}: {exc}")
 

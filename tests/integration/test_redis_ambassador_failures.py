@@ -338,3 +338,41 @@ def test_killing_a_replica_under_pipelined_reads_keeps_replies_in_order(
     assert pipelines > 20
     # Reads were in flight on the killed replica and were re-sent, not just routed around.
     assert amb.metric("redis_ambassador_retries_total", reason="upstream_lost") >= 1
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    """Everything answered to ``request`` until the server closes or goes quiet for 0.5 s."""
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        sock.sendall(request)
+        received = b""
+        try:
+            while chunk := sock.recv(4096):
+                received += chunk
+        except TimeoutError:
+            pass
+        return received
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"*2\r\n$3\r\nGET\r\n:1\r\n",  # an integer where a bulk string must be
+        b"*2\r\n$3\r\nGET\r\n$-1\r\n",  # a nil bulk string
+        b"*1\r\n*1\r\n$4\r\nPING\r\n",  # a nested array
+        b"*0\r\n*1\r\n$4\r\nPING\r\n",  # an empty array: Redis skips it silently
+        b"*-1\r\n*1\r\n$4\r\nPING\r\n",  # a nil array: skipped too
+    ],
+    ids=["integer-argument", "nil-argument", "nested-array", "empty-array", "nil-array"],
+)
+def test_pipelines_redis_would_refuse_get_redis_s_answer(
+    request_bytes: bytes,
+    redis_set: RedisSet,
+    ambassador_factory: Callable[..., AmbassadorProcess],
+) -> None:
+    """Complete multibulk pipelines take the hiredis fast path, whose parser accepts more than
+    Redis does; what Redis refuses must still be refused, byte for byte as Redis says it."""
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "master"))
+    request = b"*1\r\n$4\r\nPING\r\n" + request_bytes
+    direct = _exchange(redis_set.master.port, request)
+    assert direct.startswith(b"+PONG\r\n")
+    assert _exchange(amb.port, request) == direct
