@@ -39,6 +39,18 @@ class CommandStats(Collector):
         buckets[bisect_left(_BUCKETS, seconds)] += 1
         self.sums[route] += seconds
 
+    def record_many(self, route: str, result: str, seconds: float, count: int) -> None:
+        """``count`` commands answered together (one piece of a pipeline), each taking
+        ``seconds``."""
+        key = (route, result)
+        self.counts[key] = self.counts.get(key, 0) + count
+        buckets = self.buckets.get(route)
+        if buckets is None:
+            buckets = self.buckets[route] = [0] * (len(_BUCKETS) + 1)
+            self.sums[route] = 0.0
+        buckets[bisect_left(_BUCKETS, seconds)] += count
+        self.sums[route] += seconds * count
+
     def describe(self) -> Iterator[Metric]:
         return iter(())
 

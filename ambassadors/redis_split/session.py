@@ -90,6 +90,7 @@ _perf_counter = time.perf_counter
 _FAST_PATH_MAX = 64 * 1024
 _join = b"".join
 _record = metrics.COMMAND_STATS.record  # bound once: called for every reply
+_record_many = metrics.COMMAND_STATS.record_many
 
 
 @dataclass(slots=True)
@@ -805,6 +806,8 @@ class Session:
                         if not self._stream(pending, upstream):
                             break
                         continue
+                    if type(upstream) is Lane and upstream.ready > 1 and self._take_piece(upstream):
+                        continue
                     found = upstream.try_reply()
                     if (
                         found is None
@@ -853,6 +856,35 @@ class Session:
                 self._process()
         elif self._closing:
             self._finish()
+
+    def _take_piece(self, lane: Lane) -> bool:
+        """Several replies that arrived together for the commands at the head of the queue:
+        passed on as one piece, accounted for together. False when those commands are not all
+        plain ones waiting on this lane (the replies are then taken one by one)."""
+        count = lane.ready
+        queue = self._queue
+        matching = 0
+        for pending in queue:
+            if pending.upstream is not lane or pending.before is not None or not pending.forward:
+                return False
+            matching += 1
+            if matching == count:
+                break
+        if matching < count:
+            return False
+        piece = lane.take_piece()
+        started = queue[0].started
+        writes = 0
+        for _ in range(count):
+            if queue.popleft().write:
+                writes += 1
+        lane.node.outstanding -= count
+        if writes:
+            self._pending_writes -= writes
+            self._last_write_ack = time.monotonic()
+        _record_many(lane.node.label, "ok", _perf_counter() - started, count)
+        self._emit(piece)
+        return True
 
     def _forward_idle_pushes(self) -> None:
         """RESP3 pushes (CLIENT TRACKING invalidations) that arrive while nothing is owed are

@@ -102,7 +102,11 @@ class SharedConnection(asyncio.Protocol):
     def _split(
         self, buf: bytearray, pos: int, owed: deque[list[Lane | int | None]], woken: list[Lane]
     ) -> int:
-        """Hand every complete reply in ``buf`` from ``pos`` to the lane that asked for it."""
+        """Hand every complete reply in ``buf`` from ``pos`` to the lane that asked for it.
+
+        Consecutive replies to one lane go to it as one piece with their count (a pipeline's
+        replies are passed on as they came); an error reply goes alone, because the session
+        looks at errors one by one (-READONLY, -NOSCRIPT)."""
         end_of_data = len(buf)
         find = buf.find
         scan = self._scanner.scan
@@ -110,60 +114,80 @@ class SharedConnection(asyncio.Protocol):
             entry = owed[0]
             lane = cast(Lane | None, entry[0])
             if lane is None:
-                found = self._scanner.scan(buf, pos)
+                found = scan(buf, pos)
                 if found is None:
                     break
                 pos = found[1]
                 owed.popleft()
                 continue
+            if lane not in woken:
+                woken.append(lane)
+            left = cast(int, entry[1])
             if self._streaming_to is not None:
                 end, complete = self._scanner.advance(buf, pos)
                 lane.stream_part(bytes(buf[pos:end]), complete)
                 pos = end
-                if lane not in woken:
-                    woken.append(lane)
                 if not complete:
                     self._pause_if_slow(lane)
                     break
                 self._streaming_to = None
                 self._partial = False
                 self._resume_if_paused()
+                left -= 1
             else:
-                # The short replies that make up almost all traffic are found inline; anything
-                # else (aggregates, partial replies) goes through the resumable scanner.
-                kind = buf[pos]
-                end = -1
-                if self._partial:
-                    pass  # the scanner resumes the reply it has started
-                elif kind in (_PLUS, _COLON, _MINUS):
-                    eol = find(b"\r\n", pos)
-                    if eol >= 0:
-                        end = eol + 2
-                elif kind == _DOLLAR:
-                    eol = find(b"\r\n", pos)
-                    if eol >= 0:
-                        try:
-                            length = int(buf[pos + 1 : eol])
-                        except ValueError as exc:
-                            raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
-                        end = eol + 2 if length < 0 else eol + 4 + length
-                        if end > end_of_data:
-                            end = -1
-                if end < 0:
-                    found = scan(buf, pos)
-                    if found is None:
-                        self._partial = True
-                        if end_of_data - pos >= STREAM_AT and kind != _MINUS:
-                            self._streaming_to = lane
-                            continue
-                        break
-                    self._partial = False
-                    end = found[1]
-                lane.replies.append(bytes(buf[pos:end]))
-                pos = end
-                if lane not in woken:
-                    woken.append(lane)
-            left = cast(int, entry[1]) - 1
+                run_start = pos
+                taken = 0
+                incomplete = False
+                while taken < left and pos < end_of_data:
+                    # The short replies that make up almost all traffic are found inline;
+                    # anything else (aggregates, partial replies) goes through the resumable
+                    # scanner.
+                    kind = buf[pos]
+                    end = -1
+                    if self._partial:
+                        pass  # the scanner resumes the reply it has started
+                    elif kind in (_PLUS, _COLON, _MINUS):
+                        eol = find(b"\r\n", pos)
+                        if eol >= 0:
+                            end = eol + 2
+                    elif kind == _DOLLAR:
+                        eol = find(b"\r\n", pos)
+                        if eol >= 0:
+                            try:
+                                length = int(buf[pos + 1 : eol])
+                            except ValueError as exc:
+                                raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
+                            end = eol + 2 if length < 0 else eol + 4 + length
+                            if end > end_of_data:
+                                end = -1
+                    if end < 0:
+                        found = scan(buf, pos)
+                        if found is None:
+                            self._partial = True
+                            incomplete = True
+                            break
+                        self._partial = False
+                        end = found[1]
+                    if kind == _MINUS:
+                        if pos > run_start:
+                            lane.deliver(bytes(buf[run_start:pos]), taken)
+                        lane.deliver(bytes(buf[pos:end]), 1)
+                        left -= taken + 1
+                        taken = 0
+                        run_start = end
+                    else:
+                        taken += 1
+                    pos = end
+                if taken:
+                    lane.deliver(bytes(buf[run_start:pos]), taken)
+                    left -= taken
+                if incomplete:
+                    if left and end_of_data - pos >= STREAM_AT and buf[pos] != _MINUS:
+                        entry[1] = left
+                        self._streaming_to = lane
+                        continue
+                    entry[1] = left
+                    break
             if left:
                 entry[1] = left
             else:
@@ -284,6 +308,7 @@ class Lane:
         "_stream_complete",
         "_stream_parts",
         "backpressure",
+        "counts",
         "detached",
         "listener",
         "node",
@@ -296,7 +321,9 @@ class Lane:
     def __init__(self, shared: SharedConnection) -> None:
         self._shared = shared
         self.node = shared.node
+        # Replies arrived, in pieces of one or more (``counts``: how many in each piece).
         self.replies: deque[bytes] = deque()
+        self.counts: deque[int] = deque()
         self.listener: Callable[[], None] | None = None
         # Unused on a lane (pass-through and large requests take a connection of their own);
         # present so the session can treat both kinds alike.
@@ -328,9 +355,37 @@ class Lane:
     def send(self, data: bytes, count: int = 1) -> None:
         self._shared.send(self, data, count)
 
+    def deliver(self, replies: bytes, count: int) -> None:
+        self.replies.append(replies)
+        self.counts.append(count)
+
+    @property
+    def ready(self) -> int:
+        """How many replies the next piece holds (0: none has arrived)."""
+        counts = self.counts
+        return counts[0] if counts else 0
+
+    def take_piece(self) -> bytes:
+        """The next piece whole (``ready`` replies, in order)."""
+        self.counts.popleft()
+        return self.replies.popleft()
+
     def try_reply(self) -> bytes | None:
-        replies = self.replies
-        return replies.popleft() if replies else None
+        """The next single reply; a piece of several is cut here when the session needs them
+        one at a time."""
+        counts = self.counts
+        if not counts:
+            return None
+        if counts[0] == 1:
+            counts.popleft()
+            return self.replies.popleft()
+        piece = self.replies[0]
+        found = ReplyScanner().scan(piece, 0)
+        assert found is not None  # a piece holds complete replies only
+        end = found[1]
+        self.replies[0] = piece[end:]
+        counts[0] -= 1
+        return piece[:end]
 
     # The session's own streaming trigger looks at these; on a lane the shared connection
     # decides when a reply is large, so they report nothing pending.
@@ -355,7 +410,10 @@ class Lane:
         return chunk, complete
 
     def take_buffered(self) -> bytes:
-        return b"".join(self.replies)
+        data = b"".join(self.replies)
+        self.replies.clear()
+        self.counts.clear()
+        return data
 
     def pause_reading(self) -> None:
         self.paused = True

@@ -1,0 +1,125 @@
+"""The shared connection's reply splitter: however Redis's bytes are cut into reads, every lane
+gets exactly its replies, in order; errors come alone; a piece of several can still be taken
+one reply at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ambassadors.redis_split.shared import Lane, SharedConnection
+
+
+@dataclass
+class FakeNode:
+    generation: int = 0
+    address: str = "127.0.0.1:6379"
+
+
+REPLIES = st.sampled_from(
+    [
+        b"+OK\r\n",
+        b":42\r\n",
+        b"$-1\r\n",
+        b"$3\r\nbar\r\n",
+        b"$0\r\n\r\n",
+        b"$12\r\nline\r\nbreaks\r\n",
+        b"-ERR wrong\r\n",
+        b"-READONLY You can't write against a read only replica.\r\n",
+        b"*2\r\n$1\r\na\r\n:1\r\n",
+        b"*-1\r\n",
+        b"*0\r\n",
+    ]
+)
+
+# One send: which of three lanes, and the replies its commands get.
+SENDS = st.lists(
+    st.tuples(st.integers(0, 2), st.lists(REPLIES, min_size=1, max_size=6)),
+    min_size=1,
+    max_size=12,
+)
+
+
+def make() -> tuple[SharedConnection, list[Lane]]:
+    conn = SharedConnection(FakeNode(), 2)  # type: ignore[arg-type]
+    return conn, [conn.attach() for _ in range(3)]
+
+
+def drain(lane: Lane, whole_pieces: bool) -> list[bytes]:
+    """Every reply the lane holds, one by one: pieces either cut by ``try_reply`` or taken
+    whole and cut here by the test with the replies it expects (checked by the caller)."""
+    out: list[bytes] = []
+    while lane.ready:
+        if whole_pieces and lane.ready > 1:
+            out.append(lane.take_piece())
+        else:
+            reply = lane.try_reply()
+            assert reply is not None
+            out.append(reply)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(sends=SENDS, cuts=st.lists(st.integers(1, 40), max_size=30), whole=st.booleans())
+def test_every_lane_gets_its_replies_in_order(
+    sends: list[tuple[int, list[bytes]]], cuts: list[int], whole: bool
+) -> None:
+    conn, lanes = make()
+    expected: list[list[bytes]] = [[], [], []]
+    for index, replies in sends:
+        conn.send(lanes[index], b"ignored", len(replies))
+        expected[index].extend(replies)
+    stream = b"".join(reply for _, replies in sends for reply in replies)
+    got: list[list[bytes]] = [[], [], []]
+    position = 0
+    for cut in [*cuts, len(stream)]:
+        conn.data_received(stream[position : position + cut])
+        position += cut
+        for index, lane in enumerate(lanes):
+            got[index].extend(drain(lane, whole))
+        if position >= len(stream):
+            break
+    assert not conn.closed
+    assert conn.owed == 0
+    for index in range(3):
+        assert b"".join(got[index]) == b"".join(expected[index])
+        if not whole:
+            assert got[index] == expected[index]
+
+
+def test_an_error_reply_comes_alone_between_pieces() -> None:
+    conn, lanes = make()
+    lane = lanes[0]
+    conn.send(lane, b"ignored", 5)
+    conn.data_received(b"+OK\r\n:1\r\n-ERR no\r\n$1\r\nx\r\n:2\r\n")
+    assert lane.ready == 2
+    assert lane.take_piece() == b"+OK\r\n:1\r\n"
+    assert lane.ready == 1
+    assert lane.take_piece() == b"-ERR no\r\n"
+    assert lane.take_piece() == b"$1\r\nx\r\n:2\r\n"
+    assert lane.ready == 0
+
+
+def test_replies_nobody_asked_for_close_the_connection() -> None:
+    conn, lanes = make()
+    conn.data_received(b"+OK\r\n")
+    assert conn.closed
+    assert lanes[0].closed
+
+
+def test_a_large_reply_is_streamed_in_parts() -> None:
+    conn, lanes = make()
+    lane = lanes[1]
+    conn.send(lane, b"ignored", 2)
+    value = b"v" * (600 * 1024)
+    reply = b"$%d\r\n%s\r\n" % (len(value), value)
+    conn.data_received(reply[: 550 * 1024])
+    assert lane.streaming
+    first, complete = lane.stream_chunk()
+    assert not complete
+    conn.data_received(reply[550 * 1024 :] + b"+OK\r\n")
+    rest, complete = lane.stream_chunk()
+    assert complete and first + rest == reply
+    assert lane.try_reply() == b"+OK\r\n"
