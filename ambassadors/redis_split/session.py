@@ -51,6 +51,9 @@ Link = Upstream | Lane
 log = logging.getLogger("redis_ambassador.session")
 
 _MAX_IN_FLIGHT = 4096  # commands awaiting replies before we stop reading from the client
+# The same for the pipeline fast path, whose queue entries are groups of up to 64 KiB of
+# commands: at most this many client writes in flight.
+_MAX_GROUPS_IN_FLIGHT = 64
 _OUT_FLUSH = 256 * 1024
 # A reply with this much already buffered and still incomplete is streamed to the client.
 _STREAM_AT = 512 * 1024
@@ -112,10 +115,21 @@ class Pending:
     # A command forwarded by the pipeline fast path: its parsed arguments, from which ``frame``
     # is built only if it has to be re-sent.
     args: list[bytes] | None = None
+    # A group: ``count`` commands forwarded together with the same action, whose replies are
+    # passed on together (``batch[batch_index:]`` are their arguments).
+    count: int = 1
+    batch: list[list[bytes]] | None = None
+    batch_index: int = 0
 
     def resend_frame(self) -> bytes | None:
-        if self.frame is None and self.args is not None:
-            self.frame = encode_command(*self.args)
+        """The command as bytes, to send again (a group's first command: the only one left
+        once the others have been peeled off or answered)."""
+        if self.frame is None:
+            args = self.args
+            if args is None and self.batch is not None:
+                args = self.batch[self.batch_index]
+            if args is not None:
+                self.frame = encode_command(*args)
         return self.frame
 
 
@@ -387,43 +401,69 @@ class Session:
             upstream.send(data, count)
         buf.clear()
         self._queue_forwarded(upstream, commands, actions)
-        if len(self._queue) > _MAX_IN_FLIGHT:
+        if len(self._queue) > _MAX_GROUPS_IN_FLIGHT:
             self._pause_client()
         return True
 
     def _queue_forwarded(
         self, upstream: Link, commands: list[list[bytes]], actions: list[Action]
     ) -> None:
-        """The bookkeeping ``_send`` does per command, for a batch on one connection."""
+        """The bookkeeping ``_send`` does per command, for a batch on one connection: each run
+        of commands with the same action waits in the queue as one group (see ``Pending``)."""
         now = _perf_counter()
         to_master = upstream.node.role is Role.MASTER
-        queue = self._queue
-        wrote = False
-        for command, action in zip(commands, actions, strict=True):
-            if action is Action.WRITE:
-                write = to_master
-                wrote = wrote or write
-                queue.append(
-                    Pending(
-                        upstream, b"", None, action, True, now, None, write, True, False, command
-                    )
-                )
-                if write:
-                    self._pending_writes += 1
-            elif action is Action.READ:
-                queue.append(
-                    Pending(
-                        upstream, b"", None, action, True, now, None, False, False, False, command
-                    )
-                )
+        append = self._queue.append
+        count = len(commands)
+        writes = 0
+        first = 0
+        while first < count:
+            action = actions[first]
+            last = first + 1
+            while last < count and actions[last] is action:
+                last += 1
+            size = last - first
+            retry = action is Action.WRITE  # -READONLY: it did not run; re-sent after failover
+            write = to_master and retry
+            if write:
+                writes += size
+            # (upstream, literal, frame, action, forward, started, before, write, retry_write,
+            # deferred, args, count, batch)
+            if size == 1:
+                append(Pending(upstream, b"", None, action, True, now, None, write, retry, False,
+                               commands[first]))  # fmt: skip
             else:
-                queue.append(Pending(upstream, b"", None, action, True, now))
-        if wrote:
+                append(Pending(upstream, b"", None, action, True, now, None, write, retry, False,
+                               None, size, commands[first:last]))  # fmt: skip
+            first = last
+        if writes:
+            self._pending_writes += writes
             self._wrote = True
             self._need_offset = None
             if self._shared_ok:
                 self._wrote_shared = True
-        upstream.node.outstanding += len(commands)
+        upstream.node.outstanding += count
+
+    def _peel(self, group: Pending) -> Pending:
+        """The first command of a group (the queue's head) as a pending of its own, for the
+        paths that handle replies one by one."""
+        assert group.batch is not None
+        single = Pending(
+            group.upstream,
+            b"",
+            None,
+            group.action,
+            True,
+            group.started,
+            None,
+            group.write,
+            group.retry_write,
+            False,
+            group.batch[group.batch_index],
+        )
+        group.batch_index += 1
+        group.count -= 1
+        self._queue.appendleft(single)
+        return single
 
     def _send_touched(self, touched: dict[Link, list[bytes]]) -> None:
         for upstream, parts in touched.items():
@@ -795,6 +835,15 @@ class Session:
                 self._slow(pending, None)
                 break
             upstream = pending.upstream
+            if (
+                type(upstream) is Lane
+                and upstream.ready > 1
+                and not upstream.streaming
+                and self._take_piece(upstream)
+            ):
+                continue
+            if pending.count > 1:
+                pending = self._peel(pending)
             if upstream is None:
                 if pending.resend_frame() is not None:
                     self._slow(pending, None)  # re-route a read / a held write
@@ -805,8 +854,6 @@ class Session:
                     if upstream.streaming:
                         if not self._stream(pending, upstream):
                             break
-                        continue
-                    if type(upstream) is Lane and upstream.ready > 1 and self._take_piece(upstream):
                         continue
                     found = upstream.try_reply()
                     if (
@@ -861,28 +908,39 @@ class Session:
         """Several replies that arrived together for the commands at the head of the queue:
         passed on as one piece, accounted for together. False when those commands are not all
         plain ones waiting on this lane (the replies are then taken one by one)."""
-        count = lane.ready
+        need = lane.ready
         queue = self._queue
-        matching = 0
+        covered = 0
         for pending in queue:
             if pending.upstream is not lane or pending.before is not None or not pending.forward:
                 return False
-            matching += 1
-            if matching == count:
+            covered += pending.count
+            if covered >= need:
                 break
-        if matching < count:
+        if covered < need:
             return False
         piece = lane.take_piece()
         started = queue[0].started
         writes = 0
-        for _ in range(count):
-            if queue.popleft().write:
-                writes += 1
-        lane.node.outstanding -= count
+        left = need
+        while left:
+            head = queue[0]
+            if head.count <= left:
+                queue.popleft()
+                left -= head.count
+                if head.write:
+                    writes += head.count
+            else:  # the rest of this group's replies are still to come
+                head.count -= left
+                head.batch_index += left
+                if head.write:
+                    writes += left
+                left = 0
+        lane.node.outstanding -= need
         if writes:
             self._pending_writes -= writes
             self._last_write_ack = time.monotonic()
-        _record_many(lane.node.label, "ok", _perf_counter() - started, count)
+        _record_many(lane.node.label, "ok", _perf_counter() - started, need)
         self._emit(piece)
         return True
 
@@ -1204,7 +1262,7 @@ class Session:
             self._pipe.close()
         for pending in self._queue:
             if pending.upstream is not None:
-                pending.upstream.node.outstanding -= 1
+                pending.upstream.node.outstanding -= pending.count
         self._queue.clear()
         self._transport.close()
         self._on_finished(self)

@@ -306,6 +306,7 @@ class Lane:
     __slots__ = (
         "_shared",
         "_stream_complete",
+        "_stream_open",
         "_stream_parts",
         "backpressure",
         "counts",
@@ -315,7 +316,6 @@ class Lane:
         "paused",
         "raw_sink",
         "replies",
-        "streaming",
     )
 
     def __init__(self, shared: SharedConnection) -> None:
@@ -331,7 +331,7 @@ class Lane:
         self.backpressure: Callable[[bool], None] | None = None
         self.detached = False
         self.paused = False
-        self.streaming = False  # the head reply is being passed on in parts
+        self._stream_open = False  # a reply is being passed on in parts
         self._stream_parts: list[bytes] = []
         self._stream_complete = False
 
@@ -393,8 +393,14 @@ class Lane:
     head_kind = 0
     idle_clean = False
 
+    @property
+    def streaming(self) -> bool:
+        """The head reply is being passed on in parts (once the replies that came before it
+        have been taken)."""
+        return self._stream_open and not self.counts
+
     def stream_part(self, data: bytes, complete: bool) -> None:
-        self.streaming = True
+        self._stream_open = True
         if data and not self.detached:
             self._stream_parts.append(data)
         self._stream_complete = complete
@@ -405,7 +411,7 @@ class Lane:
         parts.clear()
         complete = self._stream_complete
         if complete:
-            self.streaming = False
+            self._stream_open = False
             self._stream_complete = False
         return chunk, complete
 

@@ -123,3 +123,19 @@ def test_a_large_reply_is_streamed_in_parts() -> None:
     rest, complete = lane.stream_chunk()
     assert complete and first + rest == reply
     assert lane.try_reply() == b"+OK\r\n"
+
+
+def test_replies_before_a_streamed_one_are_taken_first() -> None:
+    conn, lanes = make()
+    lane = lanes[0]
+    conn.send(lane, b"ignored", 3)
+    value = b"v" * (600 * 1024)
+    large = b"$%d\r\n%s\r\n" % (len(value), value)
+    conn.data_received(b":1\r\n:2\r\n" + large[: 550 * 1024])
+    assert not lane.streaming  # the two small replies come first
+    assert lane.take_piece() == b":1\r\n:2\r\n"
+    assert lane.streaming
+    first, complete = lane.stream_chunk()
+    conn.data_received(large[550 * 1024 :])
+    rest, complete = lane.stream_chunk()
+    assert complete and first + rest == large
