@@ -5,8 +5,8 @@ the same Redis, in one run, so ratios compare like with like.
 
 Targets: Redis direct; redis-ambassador master-only; redis-ambassador master + replica with
 prefer-replica; twemproxy (Debian ``nutcracker``) and HAProxy in TCP mode (Debian ``haproxy``)
-when installed. Prints requests/s, the ratio to direct, and p99 latency; every process started
-here is stopped, and every run has a deadline."""
+when installed. Prints requests/s, the ratios to direct and to twemproxy, and p99 latency;
+every process started here is stopped, and every run has a deadline."""
 
 from __future__ import annotations
 
@@ -186,13 +186,16 @@ def main() -> int:
 
 def print_table(results: list[Result]) -> None:
     direct = {(r.pipeline, r.test): r for r in results if r.target == "redis direct"}
-    print("\n| target | -P | test | req/s | x direct | p99 ms | added p99 ms |")
-    print("|---|---|---|---|---|---|---|")
+    twem = {(r.pipeline, r.test): r for r in results if r.target == "twemproxy"}
+    print("\n| target | -P | test | req/s | x direct | x twemproxy | p99 ms | added p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         ref = direct[(r.pipeline, r.test)]
+        peer = twem.get((r.pipeline, r.test))
+        versus = f"{r.rps / peer.rps:.2f}" if peer else "-"
         print(
             f"| {r.target} | {r.pipeline} | {r.test} | {r.rps:,.0f} | {r.rps / ref.rps:.2f} "
-            f"| {r.p99_ms:.3f} | {r.p99_ms - ref.p99_ms:+.3f} |"
+            f"| {versus} | {r.p99_ms:.3f} | {r.p99_ms - ref.p99_ms:+.3f} |"
         )
 
 
