@@ -144,6 +144,7 @@ class Node:
         upstream.raw_sink = None
         upstream.backpressure = None
         if reusable and upstream.idle_clean and not upstream.stale and len(self.idle) < _POOL_MAX:
+            upstream.resume_reading()  # its last client may have been a slow reader
             self.idle.append(upstream)
         else:
             upstream.close()

@@ -54,6 +54,9 @@ _MAX_IN_FLIGHT = 4096  # commands awaiting replies before we stop reading from t
 # The same for the pipeline fast path, whose queue entries are groups of up to 64 KiB of
 # commands: at most this many client writes in flight.
 _MAX_GROUPS_IN_FLIGHT = 64
+# On shared connections a client's replies cannot be left in Redis while it is slow to read
+# them (see shared.py): fewer of its commands may be in flight.
+_MAX_IN_FLIGHT_SHARED = 256
 _OUT_FLUSH = 256 * 1024
 # A reply with this much already buffered and still incomplete is streamed to the client.
 _STREAM_AT = 512 * 1024
@@ -179,6 +182,8 @@ class Session:
         self._closing = False  # no more commands: deliver what is owed, then close
         self._client_gone = False
         self._reading_paused = False
+        self._write_blocked = False  # the client's socket is full: it is not reading replies
+        self._held_back = False  # complete commands left in _buf by the in-flight limit
         self._pipe_pending: Link | None = None
         self._pipe: Link | None = None
         self._request_stream: Link | None = None  # a large request being forwarded
@@ -222,13 +227,28 @@ class Session:
             self._drain()
 
     def pause_writing(self) -> None:
-        """The client reads slower than nodes answer: stop reading from the nodes."""
+        """The client reads slower than nodes answer: stop reading from the nodes, and take no
+        more commands from it (on a shared connection its replies cannot be left in Redis:
+        they would hold up everyone's)."""
+        self._write_blocked = True
+        if not self._client_gone:
+            self._transport.pause_reading()
+        if self._shared_ok and self._pipe is None:
+            # A reader this slow gets connections of its own, where its replies can wait in
+            # Redis (paused below) rather than here.
+            self._leave_shared()
         for upstream in self._conns.values():
             upstream.pause_reading()
 
     def resume_writing(self) -> None:
+        self._write_blocked = False
+        if not self._client_gone and not self._reading_paused:
+            self._transport.resume_reading()
         for upstream in self._conns.values():
             upstream.resume_reading()
+        if self._held_back and not self._blocked and not self._closing:
+            self._held_back = False
+            self._process()
 
     def _upstream_backpressure(self, full: bool) -> None:
         """A node's socket buffer is full (we forward a large request faster than it reads):
@@ -237,7 +257,7 @@ class Session:
             return
         if full:
             self._transport.pause_reading()
-        elif not self._reading_paused:
+        elif not self._reading_paused and not self._write_blocked:
             self._transport.resume_reading()
 
     def check_deadlines(self, now: float) -> None:
@@ -275,8 +295,19 @@ class Session:
         buf = self._buf
         scanner = self._scanner
         pos = 0
+        # Commands in flight, for the shared connections' limit (groups count their commands).
+        in_flight = sum(p.count for p in self._queue) if self._shared_ok else 0
         try:
             while not self._closing and not self._blocked:
+                if self._write_blocked:
+                    # The client is not reading its replies: take no more of its commands.
+                    self._held_back = True
+                    break
+                if self._shared_ok:
+                    if in_flight >= _MAX_IN_FLIGHT_SHARED:
+                        self._held_back = True
+                        break  # the rest once replies have gone out (see _drain)
+                    in_flight += 1
                 if self._request_stream is not None:
                     pos = self._continue_request_stream(buf, pos)
                     if self._request_stream is not None:
@@ -322,7 +353,7 @@ class Session:
             del buf[:pos]
             scanner.rebase(pos)
         queue = self._queue
-        if len(queue) > _MAX_IN_FLIGHT or self._blocked:
+        if len(queue) > _MAX_IN_FLIGHT or self._blocked or self._held_back:
             self._pause_client()
         # Replies are delivered from the upstream data callback; here only what needs no
         # node (local answers, closing, a drained queue) can be ready.
@@ -337,6 +368,7 @@ class Session:
         buf = self._buf
         if (
             len(buf) > _FAST_PATH_MAX
+            or self._write_blocked
             or self._in_multi
             or self._watching
             or self._blocked
@@ -348,6 +380,9 @@ class Session:
             return False
         reader = self._reader
         commands: list[list[bytes]] = []
+        queue = self._queue
+        if self._shared_ok and queue and sum(p.count for p in queue) >= _MAX_IN_FLIGHT_SHARED:
+            return False  # the general path holds the rest back
         data = bytes(buf)
         try:
             reader.feed(data)
@@ -383,6 +418,8 @@ class Session:
                 return False
             actions.append(action)
         count = len(commands)
+        if self._shared_ok and count > _MAX_IN_FLIGHT_SHARED:
+            return False  # the general path forwards them in instalments
         master = self._backends.master
         if reads == count:
             node = self._pick_reader()
@@ -401,7 +438,10 @@ class Session:
             upstream.send(data, count)
         buf.clear()
         self._queue_forwarded(upstream, commands, actions)
-        if len(self._queue) > _MAX_GROUPS_IN_FLIGHT:
+        if len(queue) > 1 and (
+            len(queue) > _MAX_GROUPS_IN_FLIGHT
+            or sum(pending.count for pending in queue) > _MAX_IN_FLIGHT
+        ):
             self._pause_client()
         return True
 
@@ -801,6 +841,8 @@ class Session:
             self._conns[node] = upstream
             return upstream
         upstream = node.lease()
+        if self._write_blocked:
+            upstream.pause_reading()  # as the session's other connections are
         upstream.listener = self._drain
         upstream.backpressure = self._upstream_backpressure
         self._conns[node] = upstream
@@ -894,6 +936,16 @@ class Session:
             return
         if self._reading_paused and not self._closing:
             self._resume_client()
+            if (
+                self._held_back
+                and not self._blocked
+                and not self._write_blocked
+                and self._pipe_pending is None
+            ):
+                self._held_back = False
+                self._process()  # commands held back by the in-flight limit
+                if self._finished:
+                    return
         if self._pipe_pending is not None:
             self._start_pipe()
         elif self._blocked:
@@ -1237,7 +1289,8 @@ class Session:
     def _resume_client(self) -> None:
         if self._reading_paused and not self._client_gone:
             self._reading_paused = False
-            self._transport.resume_reading()
+            if not self._write_blocked:
+                self._transport.resume_reading()
 
     def abort(self) -> None:
         """Close now, whatever is still owed (shutdown grace exhausted)."""

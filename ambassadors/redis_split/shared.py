@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # (the same threshold as on a session's own connection), so a large value never sits here whole.
 STREAM_AT = 512 * 1024
 _COMPACT_AT = 256 * 1024
+# How long a shared connection may wait for one slow client (see _pause_if_slow).
+SLOW_READER_HOLD = 0.2
 _PLUS, _COLON, _MINUS, _DOLLAR = b"+:-$"
 _HELLO_3 = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
 
@@ -53,6 +55,8 @@ class SharedConnection(asyncio.Protocol):
         self._scanner = ReplyScanner()
         self._streaming_to: Lane | None = None
         self._paused_for: Lane | None = None
+        self._pause_spent = False  # the reply being streamed ran out its hold
+        self._hold: asyncio.TimerHandle | None = None
         self._partial = False  # the resumable scanner holds a reply in progress
         self.retired = False
         self.closed = False
@@ -132,6 +136,7 @@ class SharedConnection(asyncio.Protocol):
                     break
                 self._streaming_to = None
                 self._partial = False
+                self._pause_spent = False
                 self._resume_if_paused()
                 left -= 1
             else:
@@ -235,11 +240,28 @@ class SharedConnection(asyncio.Protocol):
     # -- flow control for a large reply to a slow client ---------------------------------
 
     def _pause_if_slow(self, lane: Lane) -> None:
-        if lane.paused and self._transport is not None and self._paused_for is None:
+        """A large reply goes to a client that is not keeping up: hold the connection (and so
+        the reply, in Redis) until the client catches up rather than buffer it here. At most
+        SLOW_READER_HOLD at a time, though: a client that stopped reading must not hold up
+        everyone sharing the connection. If it has not caught up by then, the rest of its
+        reply waits here."""
+        if (
+            lane.paused
+            and self._transport is not None
+            and self._paused_for is None
+            and not self._pause_spent
+        ):
             self._paused_for = lane
+            self._pause_spent = True
             self._transport.pause_reading()
+            self._hold = asyncio.get_running_loop().call_later(
+                SLOW_READER_HOLD, self._resume_if_paused
+            )
 
     def _resume_if_paused(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         if self._paused_for is not None:
             self._paused_for = None
             if self._transport is not None and not self.closed:
@@ -251,6 +273,7 @@ class SharedConnection(asyncio.Protocol):
 
     def lane_resumed(self, lane: Lane) -> None:
         if self._paused_for is lane:
+            self._pause_spent = False  # it caught up in time: it may be held again
             self._resume_if_paused()
 
     # -- lifecycle ------------------------------------------------------------------------

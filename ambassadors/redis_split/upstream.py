@@ -33,6 +33,7 @@ class Upstream(asyncio.Protocol):
         self._pos = 0
         self._scanner = ReplyScanner()
         self._waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
         self.closed = False
         self.connected = False  # ever: a command on a never-connected upstream did not run
         self.error = ""
@@ -53,6 +54,8 @@ class Upstream(asyncio.Protocol):
             return
         self._transport = transport
         self.connected = True
+        if self._reading_paused:
+            transport.pause_reading()
         if self._outbox:
             transport.write(b"".join(self._outbox))
             self._outbox.clear()
@@ -187,10 +190,12 @@ class Upstream(asyncio.Protocol):
         return not self.closed and self._transport is not None and self._pos == len(self._buf)
 
     def pause_reading(self) -> None:
+        self._reading_paused = True  # applied on connecting, if that is still to come
         if self._transport is not None and not self.closed:
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self._reading_paused = False
         if self._transport is not None and not self.closed:
             self._transport.resume_reading()
 

@@ -150,3 +150,45 @@ def _read_replies(sock: socket.socket, count: int) -> list[bytes]:
         if len(lines) < count:
             buf += sock.recv(65536)
     return lines
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_does_not_read_holds_up_no_one(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    """A client pipelines GETs of a 100 KB value and never reads the replies. Clients sharing
+    its connection to Redis are still answered promptly, and the ambassador holds at most
+    the replies of what that client had in flight when its socket filled up."""
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "master"))
+    redis_set.master.client().set("big", b"x" * 100_000)
+    other = amb.client(single_connection_client=True)
+    assert other.get("big") is not None  # the shared connection is open
+    before = rss_bytes(amb.process.pid)
+    with socket.create_connection(("127.0.0.1", amb.port), timeout=5) as stuck:
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        stuck.setblocking(False)
+        request = _encode("GET", "big") * 100
+        sent = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and sent < 2000:
+            try:
+                stuck.send(request)
+                sent += 100
+            except BlockingIOError:
+                time.sleep(0.01)  # the ambassador stopped reading: as it should
+        slowest = 0.0
+        for _ in range(50):
+            started = time.monotonic()
+            assert other.set("other", 1) and other.get("other") == b"1"
+            slowest = max(slowest, time.monotonic() - started)
+        grown = rss_bytes(amb.process.pid) - before
+    assert slowest < 1.0
+    # 2000 replies of 100 KB would be 200 MB; far less is held.
+    assert grown < 60 * 1024 * 1024, f"RSS grew by {grown / 1e6:.0f} MB"
