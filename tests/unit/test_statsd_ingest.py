@@ -196,7 +196,15 @@ def test_reload_drops_cached_shapes() -> None:
 _NAMES = st.sampled_from(
     ["app.a.requests", "app.b.latency", "app.c.ratio", "noise.x", "q", "tagged.t", "h"]
 )
-_VALUES = st.sampled_from(["1", "2.5", "-3", "+4", "0", "abc", "1_0", " 2", "1:2:3", "nan"])
+# Blanks around a value (the second row): Go refuses them, Python's float() forgives most; the
+# fast path's cheap strip() test must agree with the slow path, including on blanks beyond ASCII
+# ("\u20034") that the slow path lets through.
+_VALUES = st.sampled_from(
+    [
+        *("1", "2.5", "-3", "+4", "0", "abc", "1_0", "1:2:3", "nan"),
+        *(" 2", "2 ", "\t3", "\x1c5", "\u20034", "\u2003 6", "7\u2003"),
+    ]
+)
 _TYPES = st.sampled_from(["c", "g", "ms", "h", "d", "s", "x"])
 _TAILS = st.sampled_from(
     ["", "|@0.5", "|@2", "|#env:prod", "|#env:dev,k:v", "|#bad", "|c:abc", "|T1", "|@x", "|"]
@@ -222,8 +230,8 @@ def test_cached_shapes_give_exactly_the_uncached_result(lines: list[str]) -> Non
 
 
 # Lines whose tail ends like another line's tail of the same name ("q:1|g|c" after "q:1|c"): the
-# fast path finds a name's shape by checking the end of the line, and must then agree with the
-# slow path, which cuts at the first "|".
+# fast path finds a name's shape by comparing the tail after the first "|" with the name's first
+# cached tail, and must agree with the slow path whichever shape is cached first.
 _PIPED = st.builds(
     lambda n, v, t, t2, tail: f"{n}:{v}|{t}{tail}|{t2}", _NAMES, _VALUES, _TYPES, _TYPES, _TAILS
 )
@@ -244,6 +252,19 @@ def test_tail_matched_shapes_give_exactly_the_uncached_result(lines: list[str]) 
         a.pop(key)
         b.pop(key)
     assert a == b
+
+
+@pytest.mark.parametrize("value", [" 2", "2 ", "\t3", "\u20034", "\u2003 6", "7\u2003", "1_0"])
+@pytest.mark.parametrize("kind", ["c", "g", "ms"])
+def test_blanks_around_a_value_on_a_cached_shape(value: str, kind: str) -> None:
+    # The first line caches the shape; the second takes the fast path, whose test for blanks
+    # Go refuses must say what the slow path says.
+    lines = [f"x:1|{kind}", f"x:{value}|{kind}"]
+    cached, uncached = build(mapping=""), build(mapping="", shape_cache_size=0)
+    cached.lines(lines)
+    uncached.lines(lines)
+    assert exposition(cached) == exposition(uncached)
+    assert cached.telemetry.sample_errors == uncached.telemetry.sample_errors
 
 
 @pytest.mark.parametrize("value", ["1e3", "-0", "3.25", "1E-2"])
