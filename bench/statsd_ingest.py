@@ -286,16 +286,19 @@ def wait_processed_flat(receiver: Receiver, idle: float = 0.5, limit: float = 60
     return last
 
 
-def drain(receiver: Receiver, datagrams: list[bytes], rounds: int) -> tuple[float, int]:
+def drain(receiver: Receiver, datagrams: list[bytes], rounds: int) -> tuple[float, float, int]:
     """The receiver's ceiling with no sender competing for the CPU: stop it (SIGSTOP), fill its
     socket buffer until the kernel starts dropping, let it go (SIGCONT) and time until the
-    receive queue is empty. Returns the median lines/s over ``rounds`` and the lines per round.
+    receive queue is empty. Returns the median lines/s over ``rounds``, the receiver's CPU
+    seconds per line over all rounds (less sensitive than wall time to other jobs on the
+    machine), and the lines per round.
 
     The time ends when the last datagram has been *read*; the adapter may still be applying its
     last batch (at most 64 datagrams, ~1 ms), so its figure is slightly flattering."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     target = ("127.0.0.1", receiver.port)
     rates, queued_lines = [], 0
+    cpu = lines = 0.0
     for _ in range(rounds):
         base = receiver.processed()
         os.kill(receiver.pid, signal.SIGSTOP)
@@ -309,6 +312,7 @@ def drain(receiver: Receiver, datagrams: list[bytes], rounds: int) -> tuple[floa
                 sent += 100
             queued = sent - (rcvbuf_errors() - dropped_before)
             queued_lines = queued * LINES_PER_DATAGRAM
+            cpu_before = cpu_seconds(receiver.pid)
             began = time.monotonic()
         finally:
             os.kill(receiver.pid, signal.SIGCONT)
@@ -316,12 +320,15 @@ def drain(receiver: Receiver, datagrams: list[bytes], rounds: int) -> tuple[floa
         while rx_queue(receiver.port) and time.monotonic() < deadline:
             time.sleep(0.0002)
         took = time.monotonic() - began
+        time.sleep(0.05)  # the adapter's last batch, read but maybe not yet applied
+        cpu += cpu_seconds(receiver.pid) - cpu_before  # before the polling below adds its own
         processed = wait_processed_flat(receiver) - base
+        lines += processed
         if processed != queued_lines:
             print(f"  ({receiver.name} drain: {processed:,.0f} lines of {queued_lines:,} queued)")
         rates.append(processed / took)
     sock.close()
-    return statistics.median(rates), queued_lines
+    return statistics.median(rates), cpu / max(lines, 1), queued_lines
 
 
 def blast(receiver: Receiver, datagrams: list[bytes], seconds: float) -> float:
@@ -401,12 +408,12 @@ def saturation(
         blasts = {r.name: blast(r, datagrams, seconds) for r in receivers}
         drains = {}
         for receiver in receivers:
-            rate, queued = drain(receiver, datagrams, rounds)
+            rate, cpu, queued = drain(receiver, datagrams, rounds)
             drains[receiver.name] = rate
             print(
                 f"  drain ({receiver.name}): a full {READ_BUFFER // 1024 // 1024} MiB socket "
                 f"buffer ({queued:,} lines) read at {rate:,.0f} lines/s "
-                f"(median of {rounds}); load average {load_average()}"
+                f"(median of {rounds}), CPU {cpu * 1e6:.2f} us/line; load average {load_average()}"
             )
     finally:
         adapter.stop()
@@ -457,7 +464,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200_000, help="lines/s for the paced run")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--blast-seconds", type=float, default=3.0)
-    parser.add_argument("--drain-rounds", type=int, default=5)
+    parser.add_argument("--drain-rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3, help="sustained runs (fresh adapter each)")
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument(
