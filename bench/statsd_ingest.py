@@ -9,8 +9,14 @@ UDP receiver measured in the same run.
    adapter's own ``statsd_exporter_lines_total`` until it stops moving and reports lines
    processed/lost and the kernel's UDP RcvbufErrors.
 2. Saturation: paced runs at rising rates find the highest rate the adapter keeps up with (loss
-   under 0.1 %); then the same lines sent unpaced, to the adapter and to a bare receiver (a
-   Python process that only counts lines, with the same socket buffer), and the ratio.
+   under 0.1 %). Then the adapter and a bare receiver (a Python process that only reads
+   datagrams and counts lines, with the same socket buffer) are measured the same two ways:
+   a. the same unpaced sender for the same time: lines/s processed, whether the kernel dropped
+      (receiver-bound) or not (sender-bound: then the figure is the sender's, not the
+      receiver's), and the receiver's CPU per line;
+   b. drain: the receiver is stopped (SIGSTOP), its socket buffer filled until the kernel drops,
+      and the time it takes to empty it once resumed gives its ceiling with no sender competing
+      for the two cores. The ratio of the two ceilings is the headline ratio.
 3. Memory: RSS of an adapter holding ``--series`` live series.
 
 The sender is Python too and shares the machine's cores with the receiver; the figures it prints
@@ -24,11 +30,13 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -41,26 +49,21 @@ from tests.fixtures.statsd_adapter import Adapter, free_udp_tcp_port  # noqa: E4
 LINES_PER_DATAGRAM = 20
 READ_BUFFER = 4 * 1024 * 1024
 
+# The reference: a Python process that only reads datagrams and counts their lines. It runs until
+# the bench stops it; SIGUSR1 makes it print how many lines it has counted so far (a blocking
+# recv is resumed after the handler, so the loop itself stays a bare recv + count).
 BARE_RECEIVER = textwrap.dedent(
     """
-    import socket, sys, time
+    import signal, socket, sys
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(sys.argv[2]))
     sock.bind(("127.0.0.1", int(sys.argv[1])))
+    lines = 0
+    signal.signal(signal.SIGUSR1, lambda signum, frame: print(lines, flush=True))
     print("ready", flush=True)
-    sock.settimeout(None)
-    data = sock.recv(65535)
-    lines = data.count(b"\\n") + 1
-    first = last = time.monotonic()
-    sock.settimeout(1.0)
+    recv = sock.recv
     while True:
-        try:
-            data = sock.recv(65535)
-        except socket.timeout:
-            break
-        lines += data.count(b"\\n") + 1
-        last = time.monotonic()
-    print(lines, first, last, flush=True)
+        lines += recv(65535).count(b"\\n") + 1
     """
 )
 
@@ -227,64 +230,206 @@ def paced_loss(
     return (total - (processed - base)) / total, total / took
 
 
-def saturation(
-    datagrams: list[bytes], total: int, rates: list[float], workdir: Path
-) -> tuple[float, float]:
-    adapter = start_adapter(workdir / "saturation")
-    best = 0.0
-    try:
-        # The highest paced rate the adapter keeps up with (loss under 0.1 %).
-        for rate in rates:
-            before_errors = rcvbuf_errors()
-            loss, achieved = paced_loss(adapter, datagrams, rate, 3.0)
-            errors = rcvbuf_errors() - before_errors
-            print(
-                f"  paced {rate:,.0f} lines/s for 3 s (sender achieved {achieved:,.0f}): "
-                f"lost {loss:.2%}, RcvbufErrors +{errors}; load average {load_average()}"
-            )
-            if loss < 0.001:
-                best = rate
-            else:
-                break
-        # And unpaced: as fast as this Python sender goes.
-        base = lines_total(adapter)
-        began = time.monotonic()
-        took = send(adapter.statsd_port, datagrams, total, None)
-        processed, moved = wait_flat(adapter)
-        processed -= base
-        print(
-            f"saturation (adapter): highest lossless paced rate {best:,.0f} lines/s; unpaced "
-            f"blast of {total:,} lines at {total / took:,.0f} lines/s: processed "
-            f"{processed:,.0f} ({processed / max(moved - began, 1e-9):,.0f} lines/s while busy)"
-        )
-    finally:
-        adapter.stop()
+class Receiver:
+    """Either receiver under test, seen from outside the same way: a process, a UDP port, and
+    how many lines it has processed so far."""
 
+    def __init__(self, name: str, pid: int, port: int, processed: Callable[[], float]) -> None:
+        self.name = name
+        self.pid = pid
+        self.port = port
+        self.processed = processed
+
+
+def adapter_receiver(adapter: Adapter) -> Receiver:
+    assert adapter.process is not None
+    return Receiver(
+        "adapter", adapter.process.pid, adapter.statsd_port, lambda: lines_total(adapter)
+    )
+
+
+def bare_receiver(process: subprocess.Popen[str], port: int) -> Receiver:
+    def processed() -> float:
+        assert process.stdout is not None
+        process.send_signal(signal.SIGUSR1)
+        return float(process.stdout.readline())
+
+    return Receiver("bare receiver", process.pid, port, processed)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (clock-tick resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rx_queue(port: int) -> int:
+    """Bytes waiting in the receive queue of the IPv4 UDP socket bound to 127.0.0.1:port."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as table:
+        for row in table:
+            fields = row.split()
+            if len(fields) > 4 and fields[1] == local:
+                return int(fields[4].split(":")[1], 16)
+    raise RuntimeError(f"no UDP socket on 127.0.0.1:{port}")
+
+
+def wait_processed_flat(receiver: Receiver, idle: float = 0.5, limit: float = 60.0) -> float:
+    """Poll the receiver's line count until it stops moving (at most ``limit`` seconds)."""
+    last = receiver.processed()
+    moved = began = time.monotonic()
+    while time.monotonic() - moved < idle and time.monotonic() - began < limit:
+        time.sleep(0.1)
+        value = receiver.processed()
+        if value != last:
+            last, moved = value, time.monotonic()
+    return last
+
+
+def drain(receiver: Receiver, datagrams: list[bytes], rounds: int) -> tuple[float, float, int]:
+    """The receiver's ceiling with no sender competing for the CPU: stop it (SIGSTOP), fill its
+    socket buffer until the kernel starts dropping, let it go (SIGCONT) and time until the
+    receive queue is empty. Returns the median lines/s over ``rounds``, the receiver's CPU
+    seconds per line over all rounds (less sensitive than wall time to other jobs on the
+    machine), and the lines per round.
+
+    The time ends when the last datagram has been *read*; the adapter may still be applying its
+    last batch (at most 64 datagrams, ~1 ms), so its figure is slightly flattering."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = ("127.0.0.1", receiver.port)
+    rates, queued_lines = [], 0
+    cpu = lines = 0.0
+    for _ in range(rounds):
+        base = receiver.processed()
+        os.kill(receiver.pid, signal.SIGSTOP)
+        try:
+            dropped_before = rcvbuf_errors()
+            sent = 0
+            # Bounded: 20 000 datagrams is several times what a 4 MiB buffer holds.
+            while sent < 20000 and rcvbuf_errors() == dropped_before:
+                for datagram in datagrams[sent : sent + 100]:
+                    sock.sendto(datagram, target)
+                sent += 100
+            queued = sent - (rcvbuf_errors() - dropped_before)
+            queued_lines = queued * LINES_PER_DATAGRAM
+            cpu_before = cpu_seconds(receiver.pid)
+            began = time.monotonic()
+        finally:
+            os.kill(receiver.pid, signal.SIGCONT)
+        deadline = began + 30
+        while rx_queue(receiver.port) and time.monotonic() < deadline:
+            time.sleep(0.0002)
+        took = time.monotonic() - began
+        time.sleep(0.05)  # the adapter's last batch, read but maybe not yet applied
+        cpu += cpu_seconds(receiver.pid) - cpu_before  # before the polling below adds its own
+        processed = wait_processed_flat(receiver) - base
+        lines += processed
+        if processed != queued_lines:
+            print(f"  ({receiver.name} drain: {processed:,.0f} lines of {queued_lines:,} queued)")
+        rates.append(processed / took)
+    sock.close()
+    return statistics.median(rates), cpu / max(lines, 1), queued_lines
+
+
+def blast(receiver: Receiver, datagrams: list[bytes], seconds: float) -> float:
+    """The same unpaced sender for ``seconds``; prints what the receiver made of it and returns
+    the lines/s it processed."""
+    base = receiver.processed()
+    dropped_before = rcvbuf_errors()
+    cpu_before = cpu_seconds(receiver.pid)
+    total = 0
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sendto, target, n = sock.sendto, ("127.0.0.1", receiver.port), len(datagrams)
+    began = time.monotonic()
+    end = began + seconds
+    while time.monotonic() < end:
+        for i in range(total % n, total % n + 200):
+            sendto(datagrams[i % n], target)
+        total += 200
+    took = time.monotonic() - began
+    sock.close()
+    processed = wait_processed_flat(receiver) - base
+    cpu = cpu_seconds(receiver.pid) - cpu_before
+    lines = total * LINES_PER_DATAGRAM
+    dropped = rcvbuf_errors() - dropped_before
+    bound = "receiver-bound (kernel dropped)" if dropped else "sender-bound (nothing dropped)"
+    print(
+        f"  blast to {receiver.name}: sent {lines:,} lines in {took:.2f}s "
+        f"({lines / took:,.0f} lines/s); processed {processed:,.0f} = {processed / took:,.0f} "
+        f"lines/s; RcvbufErrors +{dropped}: {bound}; receiver CPU "
+        f"{cpu / max(processed, 1) * 1e6:.2f} us/line; load average {load_average()}"
+    )
+    return processed / took
+
+
+def start_bare() -> tuple[subprocess.Popen[str], int]:
     port = free_udp_tcp_port()
-    bare = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-c", BARE_RECEIVER, str(port), str(READ_BUFFER)],
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert bare.stdout is not None
-        assert bare.stdout.readline().strip() == "ready"
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "ready":
+        process.kill()
+        raise RuntimeError("bare receiver did not start")
+    return process, port
+
+
+def highest_lossless(adapter: Adapter, datagrams: list[bytes], rates: list[float]) -> float:
+    """The highest paced rate the adapter keeps up with (loss under 0.1 %)."""
+    best = 0.0
+    for rate in rates:
         before_errors = rcvbuf_errors()
-        took = send(port, datagrams, total, None)
-        counted, first, last = bare.stdout.readline().split()
+        loss, achieved = paced_loss(adapter, datagrams, rate, 3.0)
         errors = rcvbuf_errors() - before_errors
-        bare_rate = int(counted) / max(float(last) - float(first), 1e-9)
         print(
-            f"saturation (bare receiver): unpaced blast at {total / took:,.0f} lines/s; counted "
-            f"{int(counted):,} of {total:,} = {bare_rate:,.0f} lines/s; RcvbufErrors +{errors}"
-            + (" (sender-bound: it lost nothing)" if int(counted) == total else "")
+            f"  paced {rate:,.0f} lines/s for 3 s (sender achieved {achieved:,.0f}): "
+            f"lost {loss:.2%}, RcvbufErrors +{errors}; load average {load_average()}"
         )
+        if loss >= 0.001 or achieved < rate * 0.97:
+            break  # lossy, or the sender itself cannot go faster: no point going higher
+        best = rate
+    return best
+
+
+def saturation(
+    datagrams: list[bytes], rates: list[float], seconds: float, rounds: int, workdir: Path
+) -> None:
+    """Paced steps (the issue's saturation figure), then the adapter and the bare receiver
+    measured identically: the same unpaced sender for the same time, and each one draining the
+    same full socket buffer on its own (its ceiling, whatever the sender manages)."""
+    adapter = start_adapter(workdir / "saturation")
+    bare, bare_port = start_bare()
+    try:
+        best = highest_lossless(adapter, datagrams, rates)
+        print(f"saturation (adapter): highest lossless paced rate {best:,.0f} lines/s")
+        receivers = [adapter_receiver(adapter), bare_receiver(bare, bare_port)]
+        blasts = {r.name: blast(r, datagrams, seconds) for r in receivers}
+        drains = {}
+        for receiver in receivers:
+            rate, cpu, queued = drain(receiver, datagrams, rounds)
+            drains[receiver.name] = rate
+            print(
+                f"  drain ({receiver.name}): a full {READ_BUFFER // 1024 // 1024} MiB socket "
+                f"buffer ({queued:,} lines) read at {rate:,.0f} lines/s "
+                f"(median of {rounds}), CPU {cpu * 1e6:.2f} us/line; load average {load_average()}"
+            )
     finally:
-        if bare.poll() is None:
-            bare.send_signal(signal.SIGTERM)
+        adapter.stop()
+        bare.terminate()
         bare.wait(timeout=10)
-    print(f"ratio adapter (lossless rate) / bare receiver: {best / bare_rate:.2f}")
-    return best, bare_rate
+    print(
+        f"ratio adapter / bare receiver, ceilings (drain, no sender running): "
+        f"{drains['adapter'] / drains['bare receiver']:.2f} "
+        f"({drains['adapter']:,.0f} / {drains['bare receiver']:,.0f} lines/s)"
+    )
+    print(
+        f"ratio adapter / bare receiver, same sender for {seconds:.0f} s: "
+        f"{blasts['adapter'] / blasts['bare receiver']:.2f} "
+        f"({blasts['adapter']:,.0f} / {blasts['bare receiver']:,.0f} lines/s; where the bare "
+        f"receiver was sender-bound this overstates the adapter)"
+    )
 
 
 def memory(series: int, workdir: Path) -> None:
@@ -318,12 +463,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200_000, help="lines/s for the paced run")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--saturation-lines", type=int, default=2_000_000)
+    parser.add_argument("--blast-seconds", type=float, default=3.0)
+    parser.add_argument("--drain-rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3, help="sustained runs (fresh adapter each)")
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument(
         "--steps",
-        default="200000,250000,300000,350000,400000,500000,600000,800000",
+        default="200000,250000,300000,400000,500000,600000,800000,1000000,1200000,1500000",
         help="paced rates (lines/s) tried in order to find the highest lossless one",
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/statsd-bench"))
@@ -334,7 +480,7 @@ def main() -> None:
     for _ in range(args.repeat):
         sustained(datagrams, args.rate, args.seconds, args.workdir)
     rates = [float(r) for r in args.steps.split(",")]
-    saturation(datagrams, args.saturation_lines, rates, args.workdir)
+    saturation(datagrams, rates, args.blast_seconds, args.drain_rounds, args.workdir)
     memory(args.series, args.workdir)
 
 

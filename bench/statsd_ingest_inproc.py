@@ -5,6 +5,12 @@
 
 CPU time (``process_time``), median of the rounds, so that other jobs on a shared machine skew
 it less than wall-clock figures; ``--profile`` prints cProfile's top functions for one round.
+
+Even CPU time moves by a third from run to run when the machine is busy. To compare two versions
+of the hot path, count instructions instead, which do not move: run this under
+``valgrind --tool=callgrind --callgrind-out-file=/dev/null`` with ``--rounds 1`` and with
+``--rounds 3``; the difference of the two "Collected" totals over 800,000 lines is the cost of
+a line (about 4,300 instructions before the ``partition`` rewrite, 3,650 after).
 """
 
 from __future__ import annotations
