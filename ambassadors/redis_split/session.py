@@ -123,6 +123,8 @@ class Pending:
     count: int = 1
     batch: list[list[bytes]] | None = None
     batch_index: int = 0
+    # EXEC of a transaction that changed connection state: applied if EXEC ran it.
+    applies: list[tuple[str, bytes]] | None = None
 
     def resend_frame(self) -> bytes | None:
         """The command as bytes, to send again (a group's first command: the only one left
@@ -134,6 +136,16 @@ class Pending:
             if args is not None:
                 self.frame = encode_command(*args)
         return self.frame
+
+
+def _state_key(command: Command) -> str:
+    """Where a connection-state command is remembered (one entry per kind of state)."""
+    key = command.name.decode()
+    if command.name == b"client":
+        key = command.args[0].lower().decode() if command.args else "client"
+        if key == "setinfo" and len(command.args) > 1:
+            key = f"setinfo-{command.args[1].lower().decode(errors='replace')}"
+    return key
 
 
 def _plain_hello(command: Command) -> int | None:
@@ -184,6 +196,7 @@ class Session:
         self._reading_paused = False
         self._write_blocked = False  # the client's socket is full: it is not reading replies
         self._held_back = False  # complete commands left in _buf by the in-flight limit
+        self._queued_state: list[tuple[str, bytes]] = []  # SELECT ... queued inside MULTI
         self._pipe_pending: Link | None = None
         self._pipe: Link | None = None
         self._request_stream: Link | None = None  # a large request being forwarded
@@ -608,7 +621,7 @@ class Session:
         self, command: Command, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
     ) -> None:
         if self._in_multi or self._watching:
-            self._dispatch_transaction(action, frame, touched)
+            self._dispatch_transaction(command, action, frame, touched)
             return
         if action is Action.WRITE or action is Action.MASTER:
             # The common case first, without walking the rarer actions below.
@@ -655,15 +668,30 @@ class Session:
         self._enqueue(Pending(upstream, b"", None, Action.STATE, False, time.perf_counter()))
 
     def _dispatch_transaction(
-        self, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
+        self, command: Command, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
     ) -> None:
-        """Inside MULTI or after WATCH everything goes to the master connection, in order."""
+        """Inside MULTI or after WATCH everything goes to the master connection, in order.
+
+        Connection state changed inside a transaction (SELECT in MULTI) takes effect when EXEC
+        runs it: it is remembered for the other nodes then. After WATCH alone it runs at once."""
+        applies: list[tuple[str, bytes]] | None = None
+        runs_now: tuple[str, bytes] | None = None
         if action is Action.EXEC:
+            if command.name == b"exec" and self._queued_state:
+                applies = self._queued_state
+            self._queued_state = []
             self._in_multi = self._watching = False
         elif action is Action.UNWATCH and not self._in_multi:
             self._watching = False
         elif action is Action.MULTI:
             self._in_multi = True
+            self._queued_state = []
+        elif action is Action.STATE:
+            self._dirty = True
+            if self._in_multi:
+                self._queued_state.append((_state_key(command), frame))
+            else:
+                runs_now = (_state_key(command), frame)
         elif action is Action.RESET:
             self._in_multi = self._watching = False
             self._prelude.clear()
@@ -677,6 +705,27 @@ class Session:
         else:
             send_as = Action.MASTER if action is Action.READ else Action.WRITE
         self._send_master(frame, send_as, touched, in_transaction=True)
+        if applies is not None and self._queue:
+            self._queue[-1].applies = applies  # the EXEC (or a local error, never applied)
+        if runs_now is not None:
+            self._remember_state([runs_now], self._backends.master, touched)
+
+    def _remember_state(
+        self, states: list[tuple[str, bytes]], ran_on: Node, touched: dict[Link, list[bytes]]
+    ) -> None:
+        """State that took effect on ``ran_on``: replayed on nodes touched later, and applied
+        now on this session's other connections (their replies are dropped)."""
+        for key, frame in states:
+            self._prelude[key] = frame
+        frames = [frame for _, frame in states]
+        for node, upstream in list(self._conns.items()):
+            if node is ran_on or upstream.stale:
+                continue
+            for frame in frames:
+                touched.setdefault(upstream, []).append(frame)
+                self._enqueue(
+                    Pending(upstream, b"", None, Action.STATE, False, time.perf_counter())
+                )
 
     def _dispatch_state(
         self, command: Command, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
@@ -690,11 +739,7 @@ class Session:
             self._prelude.clear()
             self._in_multi = self._watching = False
         else:
-            key = command.name.decode()
-            if command.name == b"client":
-                key = command.args[0].lower().decode() if command.args else "client"
-                if key == "setinfo" and len(command.args) > 1:
-                    key = f"setinfo-{command.args[1].lower().decode(errors='replace')}"
+            key = _state_key(command)
         master = self._backends.master
         replier = master
         if not master.up and master not in self._conns:
@@ -925,6 +970,8 @@ class Session:
                         break
             queue.popleft()
             self._account(pending, reply)
+            if pending.applies is not None and reply[:1] == b"*" and reply[:3] != b"*-1":
+                self._apply_after_exec(pending)
             if pending.forward:
                 self._emit(reply)
         if self._finished:
@@ -955,6 +1002,12 @@ class Session:
                 self._process()
         elif self._closing:
             self._finish()
+
+    def _apply_after_exec(self, pending: Pending) -> None:
+        assert pending.applies is not None and pending.upstream is not None
+        touched: dict[Link, list[bytes]] = {}
+        self._remember_state(pending.applies, pending.upstream.node, touched)
+        self._send_touched(touched)
 
     def _take_piece(self, lane: Lane) -> bool:
         """Several replies that arrived together for the commands at the head of the queue:

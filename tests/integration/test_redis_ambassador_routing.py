@@ -274,3 +274,41 @@ def test_one_pipeline_split_across_nodes_replies_in_request_order(
     assert command_calls(redis_set.master, "get") == 0
     assert sum(command_calls(r, "get") for r in redis_set.replicas) == 100
     assert command_calls(redis_set.master, "set") == 100
+
+
+def test_select_inside_multi_applies_on_replicas_once_exec_runs_it(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    redis_set.master.client(db=4).set("where", "four")
+    redis_set.master.client(db=0).set("where", "zero")
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    client = amb.client(single_connection_client=True)
+    assert client.get("where") == b"zero"  # a replica connection exists before the change
+    # On this client's connection (a redis-py pipeline would take another one from the pool).
+    client.execute_command("MULTI")
+    client.execute_command("SELECT", 4)
+    assert client.execute_command("EXEC") == [b"OK"]
+    reset_stats(redis_set)
+    assert client.get("where") == b"four"
+    assert client.get("where") == b"four"
+    assert sum(command_calls(r, "get") for r in redis_set.replicas) == 2
+    # A transaction that does not run changes nothing.
+    client.execute_command("MULTI")
+    client.execute_command("SELECT", 0)
+    client.execute_command("DISCARD")
+    assert client.get("where") == b"four"
+
+
+def test_select_after_watch_applies_on_replicas(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    redis_set.master.client(db=6).set("where", "six")
+    redis_set.master.client().execute_command("WAIT", 2, 2000)
+    client = amb.client(single_connection_client=True)
+    assert client.get("where") is None
+    client.execute_command("WATCH", "where")
+    client.execute_command("SELECT", 6)
+    client.execute_command("UNWATCH")
+    assert client.get("where") == b"six"
