@@ -31,6 +31,7 @@ import hiredis
 
 from . import metrics
 from .backends import Backends, Node, Role
+from .commands import CommandTable
 from .config import Config, ReadPolicy
 from .resp import (
     Command,
@@ -136,6 +137,36 @@ class Pending:
             if args is not None:
                 self.frame = encode_command(*args)
         return self.frame
+
+
+# The fast path's classification by raw command name (as the client spells it), for the names
+# it may forward: READ, WRITE or MASTER by name alone, and not about the connection. Cleared
+# when the command table changes, as the router's own memo is; bounded like resp's name cache.
+_fast_names: dict[bytes, Action] = {}
+_fast_names_table: list[CommandTable | None] = [None]
+_READ, _WRITE, _MASTER = Action.READ, Action.WRITE, Action.MASTER
+
+
+def _fast_actions(commands: list[list[bytes]], table: CommandTable) -> list[Action] | None:
+    """Each command's action, or None when one of them needs the general path."""
+    if _fast_names_table[0] is not table:
+        _fast_names.clear()
+        _fast_names_table[0] = table
+    actions = [_fast_names.get(command[0]) for command in commands]
+    if None in actions:
+        for index, command in enumerate(commands):
+            if actions[index] is not None:
+                continue
+            name = lower_name(command[0])
+            action = classify_by_name(name, table)
+            if action is None or name in _OWN_CONNECTION:
+                return None
+            if action is not _READ and action is not _WRITE and action is not _MASTER:
+                return None
+            if len(_fast_names) < 4096:
+                _fast_names[command[0]] = action
+            actions[index] = action
+    return actions  # type: ignore[return-value]  # no None left
 
 
 def _state_key(command: Command) -> str:
@@ -409,28 +440,18 @@ class Session:
         if reader.has_data():  # ends inside a command
             self._reader = hiredis.Reader()
             return False
-        table = self._backends.table
-        actions: list[Action] = []
-        reads = 0
-        for command in commands:
-            # hiredis also accepts what Redis refuses in a request (integers, nils, nested
-            # arrays, empty arrays): joining fails on anything but a list of bulk strings.
-            if type(command) is not list or not command:
+        # hiredis also accepts what Redis refuses in a request (integers, nils, nested arrays,
+        # empty arrays): joining fails, or gives b"", on anything but a list of bulk strings.
+        try:
+            if not all(map(_join, commands)):
                 return False
-            try:
-                _join(command)
-            except TypeError:
-                return False
-            name = lower_name(command[0])
-            action = classify_by_name(name, table)
-            if action is Action.READ:
-                reads += 1
-            elif (action is not Action.WRITE and action is not Action.MASTER) or (
-                name in _OWN_CONNECTION
-            ):
-                return False
-            actions.append(action)
+        except TypeError:
+            return False
+        actions = _fast_actions(commands, self._backends.table)
+        if actions is None:
+            return False
         count = len(commands)
+        reads = actions.count(_READ)
         if self._shared_ok and count > _MAX_IN_FLIGHT_SHARED:
             return False  # the general path forwards them in instalments
         master = self._backends.master

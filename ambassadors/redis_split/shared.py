@@ -32,6 +32,8 @@ _COMPACT_AT = 256 * 1024
 SLOW_READER_HOLD = 0.2
 _PLUS, _COLON, _MINUS, _DOLLAR = b"+:-$"
 _HELLO_3 = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
+# Runs of "+OK\r\n" by length, for the usual pipeline sizes.
+_OK_REPLIES = {count: b"+OK\r\n" * count for count in range(2, 257)}
 
 
 class SharedConnection(asyncio.Protocol):
@@ -143,6 +145,15 @@ class SharedConnection(asyncio.Protocol):
                 run_start = pos
                 taken = 0
                 incomplete = False
+                if (
+                    not self._partial
+                    and left > 1
+                    and buf[pos] == _PLUS
+                    and buf[pos : pos + 5 * left] == _OK_REPLIES.get(left, b"")
+                ):
+                    # A pipeline of writes answered +OK each: all of them in one comparison.
+                    taken = left
+                    pos += 5 * left
                 while taken < left and pos < end_of_data:
                     # The short replies that make up almost all traffic are found inline;
                     # anything else (aggregates, partial replies) goes through the resumable
@@ -151,10 +162,6 @@ class SharedConnection(asyncio.Protocol):
                     end = -1
                     if self._partial:
                         pass  # the scanner resumes the reply it has started
-                    elif kind in (_PLUS, _COLON, _MINUS):
-                        eol = find(b"\r\n", pos)
-                        if eol >= 0:
-                            end = eol + 2
                     elif kind == _DOLLAR:
                         eol = find(b"\r\n", pos)
                         if eol >= 0:
@@ -165,6 +172,10 @@ class SharedConnection(asyncio.Protocol):
                             end = eol + 2 if length < 0 else eol + 4 + length
                             if end > end_of_data:
                                 end = -1
+                    elif kind in (_PLUS, _COLON, _MINUS):
+                        eol = find(b"\r\n", pos)
+                        if eol >= 0:
+                            end = eol + 2
                     if end < 0:
                         found = scan(buf, pos)
                         if found is None:
