@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from .resp import ReplyScanner, UpstreamProtocolError
+from .upstream import open_connection
 
 if TYPE_CHECKING:
     from .backends import Node
@@ -290,12 +291,9 @@ class SharedConnection(asyncio.Protocol):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def connect(self, host: str, port: int, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                await loop.create_connection(lambda: self, host, port)
-        except (OSError, TimeoutError) as exc:
-            self._close(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}")
+        error = await open_connection(self, host, port, timeout)
+        if error is not None:
+            self._close(error)
 
     @property
     def stale(self) -> bool:

@@ -21,6 +21,19 @@ if TYPE_CHECKING:
 _COMPACT_AT = 256 * 1024
 
 
+async def open_connection(
+    protocol: asyncio.Protocol, host: str, port: int, timeout: float
+) -> str | None:
+    """Connect ``protocol`` to a node; the reason it could not, or None."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.create_connection(lambda: protocol, host, port)
+    except (OSError, TimeoutError) as exc:
+        return f"cannot connect to {host}:{port}: {exc or type(exc).__name__}"
+    return None
+
+
 class Upstream(asyncio.Protocol):
     """A connection leased by one session; replies come back in the order commands were sent."""
 
@@ -92,13 +105,10 @@ class Upstream(asyncio.Protocol):
 
     async def connect(self, host: str, port: int, timeout: float) -> None:
         """Run as a task by ``Node.open``; failures close the upstream (the owner is told)."""
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                await loop.create_connection(lambda: self, host, port)
-        except (OSError, TimeoutError) as exc:
+        error = await open_connection(self, host, port, timeout)
+        if error is not None:
             self.closed = True
-            self.error = f"cannot connect to {host}:{port}: {exc or type(exc).__name__}"
+            self.error = error
             self._wake()
 
     async def ready(self) -> None:

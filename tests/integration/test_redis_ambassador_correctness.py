@@ -18,6 +18,7 @@ from tests.fixtures.redis_nodes import (
     AmbassadorProcess,
     RedisSet,
     ambassador_args,
+    read_until_quiet,
     start_ambassador,
     start_redis_set,
 )
@@ -227,14 +228,7 @@ def _resp3_pubsub_bytes(port: int, publisher: redis.Redis) -> bytes:
         time.sleep(0.2)
         publisher.publish("r3", "pushed")
         time.sleep(0.2)
-        sock.settimeout(0.5)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except TimeoutError:
-            pass
-        return received
+        return read_until_quiet(sock)
 
 
 def test_resp3_push_messages_pass_through(stack: tuple[RedisSet, AmbassadorProcess]) -> None:

@@ -22,6 +22,7 @@ from tests.fixtures.redis_nodes import (
     RedisSet,
     ambassador_args,
     command_calls,
+    read_until_quiet,
 )
 
 
@@ -344,13 +345,7 @@ def _exchange(port: int, request: bytes) -> bytes:
     """Everything answered to ``request`` until the server closes or goes quiet for 0.5 s."""
     with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
         sock.sendall(request)
-        received = b""
-        try:
-            while chunk := sock.recv(4096):
-                received += chunk
-        except TimeoutError:
-            pass
-        return received
+        return read_until_quiet(sock)
 
 
 @pytest.mark.parametrize(
