@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 import hiredis
 
@@ -145,6 +146,12 @@ class Pending:
 _fast_names: dict[bytes, Action] = {}
 _fast_names_table: list[CommandTable | None] = [None]
 _READ, _WRITE, _MASTER = Action.READ, Action.WRITE, Action.MASTER
+_first = itemgetter(0)
+_INCOMPLETE = object()  # what the fast path's hiredis reader says when no command is complete
+
+
+def _new_reader() -> hiredis.Reader:
+    return hiredis.Reader(notEnoughData=_INCOMPLETE)
 
 
 def _fast_actions(commands: list[list[bytes]], table: CommandTable) -> list[Action] | None:
@@ -152,7 +159,7 @@ def _fast_actions(commands: list[list[bytes]], table: CommandTable) -> list[Acti
     if _fast_names_table[0] is not table:
         _fast_names.clear()
         _fast_names_table[0] = table
-    actions = [_fast_names.get(command[0]) for command in commands]
+    actions = list(map(_fast_names.get, map(_first, commands)))
     if None in actions:
         for index, command in enumerate(commands):
             if actions[index] is not None:
@@ -200,7 +207,7 @@ class Session:
         self._on_finished = on_finished
         self._buf = bytearray()
         self._scanner = RequestScanner(NAME_ONLY)
-        self._reader = hiredis.Reader()  # the pipeline fast path's parser
+        self._reader = _new_reader()  # the pipeline fast path's parser
         self._conns: dict[Node, Link] = {}
         self._retired: list[Link] = []
         self._shared_ok = config.shared_connections > 0
@@ -423,22 +430,20 @@ class Session:
         ):
             return False
         reader = self._reader
-        commands: list[list[bytes]] = []
         queue = self._queue
         if self._shared_ok and queue and sum(p.count for p in queue) >= _MAX_IN_FLIGHT_SHARED:
             return False  # the general path holds the rest back
         data = bytes(buf)
         try:
             reader.feed(data)
-            command = reader.gets()
-            while command is not False:
-                commands.append(command)
-                command = reader.gets()
+            # Until gets() says no complete command is left, looping in C. (Its own default
+            # for that is False, which an integer 0 would also equal.)
+            commands: list[list[bytes]] = list(iter(reader.gets, _INCOMPLETE))
         except hiredis.ProtocolError:
-            self._reader = hiredis.Reader()
+            self._reader = _new_reader()
             return False
         if reader.has_data():  # ends inside a command
-            self._reader = hiredis.Reader()
+            self._reader = _new_reader()
             return False
         # hiredis also accepts what Redis refuses in a request (integers, nils, nested arrays,
         # empty arrays): joining fails, or gives b"", on anything but a list of bulk strings.
@@ -492,9 +497,12 @@ class Session:
         first = 0
         while first < count:
             action = actions[first]
-            last = first + 1
-            while last < count and actions[last] is action:
-                last += 1
+            if first == 0 and actions.count(action) == count:
+                last = count  # the usual pipeline: one kind of command
+            else:
+                last = first + 1
+                while last < count and actions[last] is action:
+                    last += 1
             size = last - first
             retry = action is Action.WRITE  # -READONLY: it did not run; re-sent after failover
             write = to_master and retry
