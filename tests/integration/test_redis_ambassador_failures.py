@@ -9,11 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.fixtures.redis_nodes import (
     REPO_ROOT,
@@ -23,6 +25,8 @@ from tests.fixtures.redis_nodes import (
     ambassador_args,
     command_calls,
     read_until_quiet,
+    start_ambassador,
+    start_redis_set,
 )
 
 
@@ -374,3 +378,53 @@ def test_pipelines_redis_would_refuse_get_redis_s_answer(
     direct = _exchange(redis_set.master.port, request)
     assert direct.startswith(b"+PONG\r\n")
     assert _exchange(amb.port, request) == direct
+
+
+_FRAMES = [
+    b"*1\r\n$4\r\nPING\r\n",
+    b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n",
+    b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+    b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n",
+    b"*2\r\n$3\r\nget\r\n$1\r\nn\r\n",
+    b"*0\r\n",
+    b"*-1\r\n",
+    b":0\r\n",
+    b"\r\n",
+    b"PING\r\n",
+    b"*2\r\n$3\r\nGET\r\n:1\r\n",
+    b"*2\r\n$3\r\nGET\r\n$-1\r\n",
+    b"*1\r\n*1\r\n$4\r\nPING\r\n",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(frames=st.lists(st.sampled_from(_FRAMES), min_size=1, max_size=12))
+def test_any_mix_of_frames_gets_what_redis_answers(
+    frames: list[bytes], refused_stack: tuple[RedisSet, AmbassadorProcess]
+) -> None:
+    """Pipelines mixing what the fast path takes with what it must leave to the general path
+    (and what Redis refuses) are answered byte for byte as Redis answers them."""
+    nodes, amb = refused_stack
+    request = b"".join(frames)
+    nodes.master.client().delete("k", "n")
+    direct = _exchange(nodes.master.port, request)
+    nodes.master.client().delete("k", "n")
+    assert _exchange(amb.port, request) == direct
+
+
+@pytest.fixture(scope="module")
+def refused_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RedisSet, AmbassadorProcess]]:
+    nodes = start_redis_set(tmp_path_factory.mktemp("redis"), replicas=0)
+    amb = start_ambassador(
+        ambassador_args(nodes, "--read-policy", "master"), tmp_path_factory.mktemp("amb")
+    )
+    try:
+        for frame in _FRAMES[:5]:  # names the fast path then takes
+            _exchange(amb.port, frame)
+        yield nodes, amb
+    finally:
+        amb.stop()
+        for node in nodes.all():
+            node.stop()
