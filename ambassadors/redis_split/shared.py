@@ -332,14 +332,20 @@ class SharedConnection(asyncio.Protocol):
                 lane.listener()
 
 
+class _Stream:
+    __slots__ = ("complete", "parts")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.complete = False
+
+
 class Lane:
     """A session's share of a ``SharedConnection``: the surface of ``Upstream`` it uses."""
 
     __slots__ = (
         "_shared",
-        "_stream_complete",
-        "_stream_open",
-        "_stream_parts",
+        "_streams",
         "backpressure",
         "counts",
         "detached",
@@ -353,9 +359,11 @@ class Lane:
     def __init__(self, shared: SharedConnection) -> None:
         self._shared = shared
         self.node = shared.node
-        # Replies arrived, in pieces of one or more (``counts``: how many in each piece).
+        # Replies arrived, in pieces of one or more (``counts``: how many in each piece). A
+        # count of 0 marks the place of a large reply passed on in parts (``_streams``).
         self.replies: deque[bytes] = deque()
         self.counts: deque[int] = deque()
+        self._streams: deque[_Stream] = deque()
         self.listener: Callable[[], None] | None = None
         # Unused on a lane (pass-through and large requests take a connection of their own);
         # present so the session can treat both kinds alike.
@@ -363,9 +371,6 @@ class Lane:
         self.backpressure: Callable[[bool], None] | None = None
         self.detached = False
         self.paused = False
-        self._stream_open = False  # a reply is being passed on in parts
-        self._stream_parts: list[bytes] = []
-        self._stream_complete = False
 
     @property
     def closed(self) -> bool:
@@ -406,8 +411,8 @@ class Lane:
         """The next single reply; a piece of several is cut here when the session needs them
         one at a time."""
         counts = self.counts
-        if not counts:
-            return None
+        if not counts or not counts[0]:
+            return None  # nothing yet, or a streamed reply comes first
         if counts[0] == 1:
             counts.popleft()
             return self.replies.popleft()
@@ -427,25 +432,32 @@ class Lane:
 
     @property
     def streaming(self) -> bool:
-        """The head reply is being passed on in parts (once the replies that came before it
-        have been taken)."""
-        return self._stream_open and not self.counts
+        """The next reply is one being passed on in parts."""
+        counts = self.counts
+        return bool(counts) and not counts[0]
 
     def stream_part(self, data: bytes, complete: bool) -> None:
-        self._stream_open = True
+        streams = self._streams
+        if not streams or streams[-1].complete:
+            streams.append(_Stream())
+            self.counts.append(0)  # its place among the replies
+            self.replies.append(b"")
+        stream = streams[-1]
         if data and not self.detached:
-            self._stream_parts.append(data)
-        self._stream_complete = complete
+            stream.parts.append(data)
+        stream.complete = complete
 
     def stream_chunk(self) -> tuple[bytes, bool]:
-        parts = self._stream_parts
-        chunk = b"".join(parts)
-        parts.clear()
-        complete = self._stream_complete
-        if complete:
-            self._stream_open = False
-            self._stream_complete = False
-        return chunk, complete
+        """What has arrived of the streamed reply at the head; True once it is all there (it
+        then leaves the head)."""
+        stream = self._streams[0]
+        chunk = b"".join(stream.parts)
+        stream.parts.clear()
+        if stream.complete:
+            self._streams.popleft()
+            self.counts.popleft()
+            self.replies.popleft()
+        return chunk, stream.complete
 
     def take_buffered(self) -> bytes:
         data = b"".join(self.replies)

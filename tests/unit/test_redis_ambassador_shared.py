@@ -139,3 +139,43 @@ def test_replies_before_a_streamed_one_are_taken_first() -> None:
     conn.data_received(large[550 * 1024 :])
     rest, complete = lane.stream_chunk()
     assert complete and first + rest == large
+
+
+def test_replies_after_a_streamed_one_wait_for_it() -> None:
+    """A large reply still being passed on when the next reply arrives: the next one is not
+    handed out before the large one is complete."""
+    conn, lanes = make()
+    lane = lanes[0]
+    conn.send(lane, b"ignored", 2)
+    value = b"w" * (600 * 1024)
+    large = b"$%d\r\n%s\r\n" % (len(value), value)
+    conn.data_received(large[: 550 * 1024])
+    first, complete = lane.stream_chunk()
+    assert not complete
+    conn.data_received(large[550 * 1024 :] + b":7\r\n")
+    assert lane.streaming
+    assert lane.try_reply() is None  # the large reply comes first
+    rest, complete = lane.stream_chunk()
+    assert complete and first + rest == large
+    assert not lane.streaming
+    assert lane.try_reply() == b":7\r\n"
+
+
+def test_two_large_replies_in_a_row_keep_their_parts_apart() -> None:
+    conn, lanes = make()
+    lane = lanes[0]
+    conn.send(lane, b"ignored", 2)
+    one = b"$%d\r\n%s\r\n" % (600 * 1024, b"1" * (600 * 1024))
+    two = b"$%d\r\n%s\r\n" % (600 * 1024, b"2" * (600 * 1024))
+    both = one + two
+    cut = len(one) + 550 * 1024
+    # The first arrives partly (streamed), then its end and the start of the second (streamed
+    # too), all before the session takes anything.
+    conn.data_received(both[: 550 * 1024])
+    conn.data_received(both[550 * 1024 : cut])
+    got_one, complete = lane.stream_chunk()
+    assert complete and got_one == one
+    conn.data_received(both[cut:])
+    got_two, complete = lane.stream_chunk()
+    assert complete and got_two == two
+    assert lane.ready == 0 and not lane.streaming
