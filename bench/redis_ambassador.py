@@ -26,11 +26,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_DEADLINE = 300.0
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port not handed out before in this run (the kernel may give the same
+    one twice in a row)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
