@@ -348,7 +348,7 @@ class Session:
         scanner = self._scanner
         pos = 0
         # Commands in flight, for the shared connections' limit (groups count their commands).
-        in_flight = sum(p.count for p in self._queue) if self._shared_ok else 0
+        in_flight = self._commands_in_flight() if self._shared_ok else 0
         try:
             while not self._closing and not self._blocked:
                 if self._write_blocked:
@@ -432,7 +432,7 @@ class Session:
             return False
         reader = self._reader
         queue = self._queue
-        if self._shared_ok and queue and sum(p.count for p in queue) >= _MAX_IN_FLIGHT_SHARED:
+        if self._shared_ok and queue and self._commands_in_flight() >= _MAX_IN_FLIGHT_SHARED:
             return False  # the general path holds the rest back
         data = bytes(buf)
         try:
@@ -481,8 +481,7 @@ class Session:
         buf.clear()
         self._queue_forwarded(upstream, commands, actions)
         if len(queue) > 1 and (
-            len(queue) > _MAX_GROUPS_IN_FLIGHT
-            or sum(pending.count for pending in queue) > _MAX_IN_FLIGHT
+            len(queue) > _MAX_GROUPS_IN_FLIGHT or self._commands_in_flight() > _MAX_IN_FLIGHT
         ):
             self._pause_client()
         return True
@@ -521,11 +520,7 @@ class Session:
                                None, size, commands[first:last]))  # fmt: skip
             first = last
         if writes:
-            self._pending_writes += writes
-            self._wrote = True
-            self._need_offset = None
-            if self._shared_ok:
-                self._wrote_shared = True
+            self._note_writes(writes)
         upstream.node.outstanding += count
 
     def _peel(self, group: Pending) -> Pending:
@@ -695,9 +690,7 @@ class Session:
         if not master.up and master not in self._conns:
             return  # the WAIT gets the MASTERDOWN error
         self._wrote_shared = False
-        upstream = self._connection(master, touched)
-        touched.setdefault(upstream, []).append(_WAIT_MARKER)
-        self._enqueue(Pending(upstream, b"", None, Action.STATE, False, time.perf_counter()))
+        self._send_unanswered(self._connection(master, touched), _WAIT_MARKER, touched)
 
     def _dispatch_transaction(
         self, command: Command, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
@@ -749,15 +742,24 @@ class Session:
         now on this session's other connections (their replies are dropped)."""
         for key, frame in states:
             self._prelude[key] = frame
-        frames = [frame for _, frame in states]
+        self._mirror([frame for _, frame in states], ran_on, touched)
+
+    def _mirror(self, frames: list[bytes], ran_on: Node, touched: dict[Link, list[bytes]]) -> None:
+        """State commands that ran on ``ran_on``, applied on this session's other connections
+        too."""
         for node, upstream in list(self._conns.items()):
             if node is ran_on or upstream.stale:
                 continue
             for frame in frames:
-                touched.setdefault(upstream, []).append(frame)
-                self._enqueue(
-                    Pending(upstream, b"", None, Action.STATE, False, time.perf_counter())
-                )
+                self._send_unanswered(upstream, frame, touched)
+
+    def _send_unanswered(
+        self, upstream: Link, frame: bytes, touched: dict[Link, list[bytes]]
+    ) -> None:
+        """A command of the ambassador's own on this session's connection: its reply is read
+        in order and dropped."""
+        touched.setdefault(upstream, []).append(frame)
+        self._enqueue(Pending(upstream, b"", None, Action.STATE, False, time.perf_counter()))
 
     def _dispatch_state(
         self, command: Command, action: Action, frame: bytes, touched: dict[Link, list[bytes]]
@@ -785,11 +787,7 @@ class Session:
             # Remembered only now: a connection opened by the send above must not get the
             # command twice (once replayed, once sent).
             self._prelude[key] = frame
-        for node, upstream in list(self._conns.items()):
-            if node is replier or upstream.stale:
-                continue
-            touched.setdefault(upstream, []).append(frame)
-            self._enqueue(Pending(upstream, b"", None, Action.STATE, False, time.perf_counter()))
+        self._mirror([frame], replier, touched)
 
     def _pick_reader(self) -> Node | None:
         backends = self._backends
@@ -880,11 +878,7 @@ class Session:
             parts.append(frame)
         write = node.role is Role.MASTER and action in _WRITE_ACTIONS
         if write:
-            if self._shared_ok:
-                self._wrote_shared = True
-            self._pending_writes += 1
-            self._wrote = True
-            self._need_offset = None
+            self._note_writes(1)
         retry_write = retryable and action is Action.WRITE and not in_transaction
         node.outstanding += 1  # undone in _account or when re-routed (as in _enqueue)
         # Positional: keyword arguments cost measurably on a path taken once per command.
@@ -926,15 +920,23 @@ class Session:
         for key in (*_PRELUDE_ORDER, *sorted(set(self._prelude) - set(_PRELUDE_ORDER))):
             frame = self._prelude.get(key)
             if frame is not None:
-                touched.setdefault(upstream, []).append(frame)
-                self._enqueue(
-                    Pending(upstream, b"", None, Action.STATE, False, time.perf_counter())
-                )
+                self._send_unanswered(upstream, frame, touched)
         return upstream
 
     def _answer(self, reply: bytes, route: str = "local") -> None:
         self._enqueue(Pending(None, reply, None, Action.MASTER, True, time.perf_counter()))
         metrics.COMMAND_STATS.record(route, "error" if reply[:1] == b"-" else "ok", None)
+
+    def _note_writes(self, count: int) -> None:
+        """``count`` writes sent to the master (read-your-writes and WAIT bookkeeping)."""
+        self._pending_writes += count
+        self._wrote = True
+        self._need_offset = None
+        if self._shared_ok:
+            self._wrote_shared = True
+
+    def _commands_in_flight(self) -> int:
+        return sum(pending.count for pending in self._queue)
 
     def _enqueue(self, pending: Pending) -> None:
         if pending.upstream is not None:
@@ -968,15 +970,8 @@ class Session:
                     and upstream.replies[0][0] != _MINUS
                 ):
                     # The usual case, one plain reply: no error to look at, nothing to cut.
-                    reply = upstream.take_piece()
                     queue.popleft()
-                    node = upstream.node
-                    node.outstanding -= 1
-                    if pending.write:
-                        self._pending_writes -= 1
-                        self._last_write_ack = time.monotonic()
-                    _record(node.label, "ok", _perf_counter() - pending.started)
-                    self._emit(reply)
+                    self._answered(upstream, 1, int(pending.write), pending.started)
                     continue
                 if ready > 1 and self._take_piece(upstream):
                     continue
@@ -1075,7 +1070,6 @@ class Session:
                 break
         if covered < need:
             return False
-        piece = lane.take_piece()
         started = queue[0].started
         writes = 0
         left = need
@@ -1092,13 +1086,19 @@ class Session:
                 if head.write:
                     writes += left
                 left = 0
-        lane.node.outstanding -= need
+        self._answered(lane, need, writes, started)
+        return True
+
+    def _answered(self, lane: Lane, count: int, writes: int, started: float) -> None:
+        """The lane's next piece answers ``count`` plain commands (``writes`` of them writes),
+        already taken off the queue: account for them and pass it on."""
+        node = lane.node
+        node.outstanding -= count
         if writes:
             self._pending_writes -= writes
             self._last_write_ack = time.monotonic()
-        _record_many(lane.node.label, "ok", _perf_counter() - started, need)
-        self._emit(piece)
-        return True
+        _record_many(node.label, "ok", _perf_counter() - started, count)
+        self._emit(lane.take_piece())
 
     def _forward_idle_pushes(self) -> None:
         """RESP3 pushes (CLIENT TRACKING invalidations) that arrive while nothing is owed are
