@@ -287,16 +287,17 @@ class Session:
             self._transport.pause_reading()
         if self._shared_ok and self._pipe is None:
             # A reader this slow gets connections of its own, where its replies can wait in
-            # Redis (paused below) rather than here.
+            # Redis (paused as they are opened) rather than here.
             self._leave_shared()
-        for upstream in self._conns.values():
+        # Retired ones too: a shared connection still owing this client a large reply holds it.
+        for upstream in (*self._conns.values(), *self._retired):
             upstream.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_blocked = False
         if not self._client_gone and not self._reading_paused:
             self._transport.resume_reading()
-        for upstream in self._conns.values():
+        for upstream in (*self._conns.values(), *self._retired):
             upstream.resume_reading()
         if self._held_back and not self._blocked and not self._closing:
             self._held_back = False

@@ -284,8 +284,11 @@ class SharedConnection(asyncio.Protocol):
             self._pause_if_slow(lane)
 
     def lane_resumed(self, lane: Lane) -> None:
+        if self._streaming_to is lane:
+            # It is reading again (in time or not): when it next falls behind, hold the
+            # connection again rather than take the rest of its reply in here.
+            self._pause_spent = False
         if self._paused_for is lane:
-            self._pause_spent = False  # it caught up in time: it may be held again
             self._resume_if_paused()
 
     # -- lifecycle ------------------------------------------------------------------------
