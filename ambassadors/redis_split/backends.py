@@ -44,6 +44,7 @@ class Node:
     def __init__(self, role: Role, address: Address, config: Config) -> None:
         self.role = role
         self.label = role.value  # metric label; an enum's .value is a slow property lookup
+        self.stats = metrics.COMMAND_STATS.route(self.label)  # replies it gave, by latency
         self.address = address
         self.generation = 0
         self._config = config

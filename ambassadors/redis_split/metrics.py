@@ -15,41 +15,52 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0)
 
 
-class CommandStats(Collector):
-    """Per-command counters as plain integers, turned into Prometheus series at scrape time.
+class RouteStats:
+    """The counters of one route (the role of the node that answered, or ``local``/``error``):
+    plain attributes, updated on the forwarding hot path. Single-threaded writers (the event
+    loop), so no lock; a scrape reads a consistent-enough snapshot."""
 
-    Counting is on the forwarding hot path; prometheus-client's labelled metrics take a lock
-    and several calls per update, which costs more than this. Single-threaded (the event loop)
-    writers, so no lock is needed; a scrape reads a consistent-enough snapshot."""
+    __slots__ = ("buckets", "errors", "ok", "seconds", "timed")
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {}
-        self.buckets: dict[str, list[int]] = {}
-        self.sums: dict[str, float] = {}
+        self.ok = 0
+        self.errors = 0
+        self.buckets = [0] * (len(_BUCKETS) + 1)  # the last one: above every bound
+        self.seconds = 0.0
+        self.timed = False  # a latency was observed: the route has a histogram
 
-    def record(self, route: str, result: str, seconds: float | None) -> None:
-        key = (route, result)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        if seconds is None:
-            return
-        buckets = self.buckets.get(route)
-        if buckets is None:
-            buckets = self.buckets[route] = [0] * (len(_BUCKETS) + 1)
-            self.sums[route] = 0.0
-        buckets[bisect_left(_BUCKETS, seconds)] += 1
-        self.sums[route] += seconds
+    def observe(self, seconds: float, count: int = 1, error: bool = False) -> None:
+        """``count`` replies (one piece of a pipeline), each ``seconds`` after its command."""
+        if error:
+            self.errors += count
+        else:
+            self.ok += count
+        self.buckets[bisect_left(_BUCKETS, seconds)] += count
+        self.seconds += seconds * count
+        self.timed = True
 
-    def record_many(self, route: str, result: str, seconds: float, count: int) -> None:
-        """``count`` commands answered together (one piece of a pipeline), each taking
-        ``seconds``."""
-        key = (route, result)
-        self.counts[key] = self.counts.get(key, 0) + count
-        buckets = self.buckets.get(route)
-        if buckets is None:
-            buckets = self.buckets[route] = [0] * (len(_BUCKETS) + 1)
-            self.sums[route] = 0.0
-        buckets[bisect_left(_BUCKETS, seconds)] += count
-        self.sums[route] += seconds * count
+    def count(self, error: bool) -> None:
+        """A reply with no latency to speak of (answered by the ambassador itself)."""
+        if error:
+            self.errors += 1
+        else:
+            self.ok += 1
+
+
+class CommandStats(Collector):
+    """Per-command counters by route, turned into Prometheus series at scrape time.
+
+    Counting is on the forwarding hot path; prometheus-client's labelled metrics take a lock
+    and several calls per update, which costs more than a ``RouteStats``."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, RouteStats] = {}
+
+    def route(self, name: str) -> RouteStats:
+        stats = self.routes.get(name)
+        if stats is None:
+            stats = self.routes[name] = RouteStats()
+        return stats
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -60,21 +71,27 @@ class CommandStats(Collector):
             "Commands handled, by the node role that served them and the reply kind.",
             labels=["route", "result"],
         )
-        for (route, result), count in sorted(self.counts.items()):
-            commands.add_metric([route, result], count)
+        routes = sorted(self.routes.items())
+        for route, stats in routes:
+            if stats.errors:
+                commands.add_metric([route, "error"], stats.errors)
+            if stats.ok:
+                commands.add_metric([route, "ok"], stats.ok)
         yield commands
         latency = HistogramMetricFamily(
             "redis_ambassador_command_duration_seconds",
             "Time from a command being forwarded to its reply being read, by route.",
             labels=["route"],
         )
-        for route, counts in sorted(self.buckets.items()):
+        for route, stats in routes:
+            if not stats.timed:
+                continue
             cumulative = 0
             points = []
-            for bound, count in zip((*_BUCKETS, float("inf")), counts, strict=True):
+            for bound, count in zip((*_BUCKETS, float("inf")), stats.buckets, strict=True):
                 cumulative += count
                 points.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
-            latency.add_metric([route], points, sum_value=self.sums[route])
+            latency.add_metric([route], points, sum_value=stats.seconds)
         yield latency
 
 

@@ -21,36 +21,14 @@ _MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 _SWEEP_INTERVAL = 0.25
 
 
-class _ClientProtocol(asyncio.Protocol):
-    def __init__(self, server: Server) -> None:
-        self._server = server
-        self._session: Session | None = None
+class _RefusedClient(asyncio.Protocol):
+    """A connection over the max-clients limit: told so, and closed."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
+        metrics.REJECTED_CLIENTS.labels("max_clients").inc()
         transport = cast(asyncio.Transport, transport)
-        self._session = self._server.open_session(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self._session is not None:
-            self._session.feed(data)
-
-    def eof_received(self) -> bool:
-        if self._session is not None:
-            self._session.client_eof()
-        return True  # keep the transport: replies owed are still written, then we close
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._session is not None:
-            self._session.client_lost()
-
-    def pause_writing(self) -> None:
-        if self._session is not None:
-            self._session.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._session is not None:
-            self._session.resume_writing()
+        transport.write(_MAX_CLIENTS_REPLY)
+        transport.close()
 
 
 class Server:
@@ -66,18 +44,15 @@ class Server:
         listen = self._config.listen
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _ClientProtocol(self), listen.host, listen.port, backlog=1024
+            self._new_client, listen.host, listen.port, backlog=1024
         )
         self._sweeper = asyncio.create_task(self._sweep())
         log.info("listening", extra={"listen": str(listen)})
 
-    def open_session(self, transport: asyncio.Transport) -> Session | None:
+    def _new_client(self) -> asyncio.Protocol:
         if len(self._sessions) >= self._config.max_clients:
-            metrics.REJECTED_CLIENTS.labels("max_clients").inc()
-            transport.write(_MAX_CLIENTS_REPLY)
-            transport.close()
-            return None
-        session = Session(transport, self._backends, self._config, self._session_finished)
+            return _RefusedClient()
+        session = Session(self._backends, self._config, self._session_finished)
         self._sessions.add(session)
         self._all_closed.clear()
         metrics.CLIENTS.set(len(self._sessions))

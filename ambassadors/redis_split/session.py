@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import cast
 
 import hiredis
 
@@ -98,8 +99,8 @@ _perf_counter = time.perf_counter
 # Larger client writes take the general path, which can stream a large request onwards.
 _FAST_PATH_MAX = 64 * 1024
 _join = b"".join
-_record = metrics.COMMAND_STATS.record  # bound once: called for every reply
-_record_many = metrics.COMMAND_STATS.record_many
+_monotonic = time.monotonic
+_LOCAL_STATS = metrics.COMMAND_STATS.route("local")  # replies the ambassador gives itself
 
 
 @dataclass(slots=True)
@@ -194,15 +195,18 @@ def _plain_hello(command: Command) -> int | None:
     return None
 
 
-class Session:
+class Session(asyncio.Protocol):
+    """A client connection's protocol. (Being the protocol itself, rather than called by one,
+    saves a call per client read on the hot path.)"""
+
+    _transport: asyncio.Transport
+
     def __init__(
         self,
-        transport: asyncio.Transport,
         backends: Backends,
         config: Config,
         on_finished: Callable[[Session], None],
     ) -> None:
-        self._transport = transport
         self._backends = backends
         self._config = config
         self._on_finished = on_finished
@@ -231,7 +235,7 @@ class Session:
         self._slow_task: asyncio.Task[None] | None = None
         self._blocked = False  # dispatch nothing more until every reply is delivered
         self._closing = False  # no more commands: deliver what is owed, then close
-        self._client_gone = False
+        self._client_gone = True  # until connection_made: nothing to write to
         self._reading_paused = False
         self._write_blocked = False  # the client's socket is full: it is not reading replies
         self._held_back = False  # complete commands left in _buf by the in-flight limit
@@ -243,25 +247,39 @@ class Session:
         self.last_active = time.monotonic()
         self.closing_since: float | None = None
 
-    # -- client side (called by the server's protocol) ------------------------------------
+    # -- client side (asyncio.Protocol) ---------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        self._client_gone = False
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = _monotonic()
         if self._pipe is not None:
             with contextlib.suppress(ConnectionError):
                 self._pipe.send(data)
             return
         if self._closing:
             return
+        if self._buf:
+            self._buf += data
+            self._process()
+            return
+        # Nothing buffered (the usual case): the fast path takes the client's bytes as they
+        # came, and only what it declines is copied into the buffer.
+        if data[:1] == b"*" and self._forward_pipeline(data):
+            return
         self._buf += data
-        self._process()
+        self._process_scanned()
 
-    def client_eof(self) -> None:
+    def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close."""
         self._begin_closing()
         self._drain()
+        return True  # keep the transport: replies owed are still written, then we close
 
-    def client_lost(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._client_gone = True
         self._begin_closing()
         if self._pipe is not None:
@@ -342,8 +360,14 @@ class Session:
     # -- routing --------------------------------------------------------------------------
 
     def _process(self) -> None:
-        if self._buf[:1] == b"*" and self._forward_pipeline():
+        buf = self._buf
+        if buf[:1] == b"*" and self._scanner.frame_start < 0 and self._forward_pipeline(bytes(buf)):
+            buf.clear()
             return
+        self._process_scanned()
+
+    def _process_scanned(self) -> None:
+        """The general path: commands scanned one by one and dispatched by their kind."""
         touched: dict[Link, list[bytes]] = {}
         buf = self._buf
         scanner = self._scanner
@@ -413,29 +437,28 @@ class Session:
         if not queue or queue[0].upstream is None or self._closing or self._blocked:
             self._drain()
 
-    def _forward_pipeline(self) -> bool:
-        """The common case at full speed: everything buffered is complete commands that read
-        (or that write), routed by name alone. hiredis parses them in C, the bytes go to one node
-        as they came, and only the replies are matched one by one. False: nothing was done,
-        and the general path (which also produces Redis's own protocol errors) takes over."""
-        buf = self._buf
+    def _forward_pipeline(self, data: bytes) -> bool:
+        """The common case at full speed: ``data`` (everything the client has sent) is complete
+        commands that read (or that write), routed by name alone. hiredis parses them in C, the
+        bytes go to one node as they came, and only the replies are matched. False: nothing
+        was done, and the general path (which also produces Redis's own protocol errors) takes
+        over."""
         if (
-            len(buf) > _FAST_PATH_MAX
-            or self._write_blocked
+            self._write_blocked
             or self._in_multi
             or self._watching
             or self._blocked
             or self._closing
             or self._request_stream is not None
-            or self._scanner.frame_start >= 0
             or self._backends.promotion_seen
+            or len(data) > _FAST_PATH_MAX
         ):
             return False
-        reader = self._reader
         queue = self._queue
-        if self._shared_ok and queue and self._commands_in_flight() >= _MAX_IN_FLIGHT_SHARED:
+        shared = self._shared_ok
+        if shared and queue and self._commands_in_flight() >= _MAX_IN_FLIGHT_SHARED:
             return False  # the general path holds the rest back
-        data = bytes(buf)
+        reader = self._reader
         try:
             reader.feed(data)
             # Until gets() says no complete command is left, looping in C. (Its own default
@@ -454,13 +477,56 @@ class Session:
                 return False
         except TypeError:
             return False
-        actions = _fast_actions(commands, self._backends.table)
+        count = len(commands)
+        table = self._backends.table
+        if count == 1 and _fast_names_table[0] is table:
+            # One command per client write (no pipelining): its action from the cache.
+            action = _fast_names.get(commands[0][0])
+            if action is None:
+                return False if (found := _fast_actions(commands, table)) is None else (
+                    self._forward_batch(data, commands, found))  # fmt: skip
+            if action is _READ:
+                node = self._pick_reader()
+                if node is None:
+                    return False
+            else:
+                node = self._backends.master
+                if not node.up and node not in self._conns:
+                    return False
+            upstream = self._conns.get(node)
+            if upstream is None or upstream.stale:
+                touched: dict[Link, list[bytes]] = {}
+                upstream = self._connection(node, touched)
+                self._send_touched(touched)  # a new connection's replayed state goes first
+            try:  # noqa: SIM105 - a try costs less than contextlib.suppress
+                upstream.send(data, 1)
+            except ConnectionError:
+                pass  # the reply's wait ends with the connection: _drain handles it
+            write = action is _WRITE
+            to_master = write and node.role is Role.MASTER
+            # (upstream, literal, frame, action, forward, started, before, write, retry_write,
+            # deferred, args)
+            queue.append(Pending(upstream, b"", None, action, True, _perf_counter(), None,
+                                 to_master, write, False, commands[0]))  # fmt: skip
+            node.outstanding += 1
+            if to_master:
+                self._note_writes(1)
+            if len(queue) > _MAX_GROUPS_IN_FLIGHT:
+                self._pause_client()  # resumed once everything owed is delivered
+            return True
+        if shared and count > _MAX_IN_FLIGHT_SHARED:
+            return False  # the general path forwards them in instalments
+        actions = _fast_actions(commands, table)
         if actions is None:
             return False
+        return self._forward_batch(data, commands, actions)
+
+    def _forward_batch(
+        self, data: bytes, commands: list[list[bytes]], actions: list[Action]
+    ) -> bool:
+        """The fast path for a pipeline: all of it to one node, or False (nothing done)."""
         count = len(commands)
         reads = actions.count(_READ)
-        if self._shared_ok and count > _MAX_IN_FLIGHT_SHARED:
-            return False  # the general path forwards them in instalments
         master = self._backends.master
         if reads == count:
             node = self._pick_reader()
@@ -479,8 +545,8 @@ class Session:
             upstream.send(data, count)
         except ConnectionError:
             pass  # the replies' wait ends with the connection: _drain handles it
-        buf.clear()
         self._queue_forwarded(upstream, commands, actions)
+        queue = self._queue
         if len(queue) > 1 and (
             len(queue) > _MAX_GROUPS_IN_FLIGHT or self._commands_in_flight() > _MAX_IN_FLIGHT
         ):
@@ -926,7 +992,7 @@ class Session:
 
     def _answer(self, reply: bytes, route: str = "local") -> None:
         self._enqueue(Pending(None, reply, None, Action.MASTER, True, time.perf_counter()))
-        metrics.COMMAND_STATS.record(route, "error" if reply[:1] == b"-" else "ok", None)
+        metrics.COMMAND_STATS.route(route).count(error=reply[:1] == b"-")
 
     def _note_writes(self, count: int) -> None:
         """``count`` writes sent to the master (read-your-writes and WAIT bookkeeping)."""
@@ -951,6 +1017,28 @@ class Session:
         if self._slow_task is not None or self._finished:
             return
         queue = self._queue
+        if len(queue) == 1 and self._shared_ok and not self._out:
+            # The usual case without pipelining: the one command owed has its plain reply.
+            pending = queue[0]
+            lane = pending.upstream
+            if (
+                type(lane) is Lane
+                and lane.counts
+                and lane.counts[0] == 1
+                and pending.count == 1
+                and pending.forward
+                and pending.before is None
+                and lane.replies[0][0] != _MINUS
+            ):
+                queue.popleft()
+                self._settle(lane, 1, pending.write, pending.started)
+                if not self._client_gone:
+                    self._transport.write(lane.take_piece())
+                else:
+                    lane.take_piece()
+                if self._reading_paused or self._blocked or self._closing or self._pipe_pending:
+                    self._all_delivered()
+                return
         while queue:
             pending = queue[0]
             if pending.before is not None and not pending.before.done():
@@ -972,7 +1060,8 @@ class Session:
                 ):
                     # The usual case, one plain reply: no error to look at, nothing to cut.
                     queue.popleft()
-                    self._answered(upstream, 1, int(pending.write), pending.started)
+                    self._settle(upstream, 1, pending.write, pending.started)
+                    self._emit(upstream.take_piece())
                     continue
                 if ready > 1 and self._take_piece(upstream):
                     continue
@@ -1026,8 +1115,11 @@ class Session:
         if not queue:
             self._forward_idle_pushes()
         self._flush()
-        if queue:
-            return
+        if not queue:
+            self._all_delivered()
+
+    def _all_delivered(self) -> None:
+        """Everything owed has reached the client: what waited for that can go on."""
         if self._reading_paused and not self._closing:
             self._resume_client()
             if (
@@ -1087,19 +1179,19 @@ class Session:
                 if head.write:
                     writes += left
                 left = 0
-        self._answered(lane, need, writes, started)
+        self._settle(lane, need, writes, started)
+        self._emit(lane.take_piece())
         return True
 
-    def _answered(self, lane: Lane, count: int, writes: int, started: float) -> None:
+    def _settle(self, lane: Lane, count: int, writes: int, started: float) -> None:
         """The lane's next piece answers ``count`` plain commands (``writes`` of them writes),
-        already taken off the queue: account for them and pass it on."""
+        already taken off the queue: account for them (the caller passes the piece on)."""
         node = lane.node
         node.outstanding -= count
         if writes:
             self._pending_writes -= writes
-            self._last_write_ack = time.monotonic()
-        _record_many(node.label, "ok", _perf_counter() - started, count)
-        self._emit(lane.take_piece())
+            self._last_write_ack = _monotonic()
+        node.stats.observe(_perf_counter() - started, count)
 
     def _forward_idle_pushes(self) -> None:
         """RESP3 pushes (CLIENT TRACKING invalidations) that arrive while nothing is owed are
@@ -1169,11 +1261,8 @@ class Session:
             self._last_write_ack = time.monotonic()
         if not pending.forward:
             return
-        _record(
-            "local" if upstream is None else upstream.node.label,
-            "error" if reply[:1] == b"-" else "ok",
-            _perf_counter() - pending.started,
-        )
+        stats = _LOCAL_STATS if upstream is None else upstream.node.stats
+        stats.observe(_perf_counter() - pending.started, 1, reply[:1] == b"-")
 
     # -- the slow path: one head-of-line command that needs to wait -----------------------
 
@@ -1424,5 +1513,6 @@ class Session:
             if pending.upstream is not None:
                 pending.upstream.node.outstanding -= pending.count
         self._queue.clear()
-        self._transport.close()
+        if hasattr(self, "_transport"):  # (a shutdown can come before connection_made)
+            self._transport.close()
         self._on_finished(self)

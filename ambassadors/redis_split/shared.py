@@ -31,10 +31,21 @@ STREAM_AT = 512 * 1024
 _COMPACT_AT = 256 * 1024
 # How long a shared connection may wait for one slow client (see _pause_if_slow).
 SLOW_READER_HOLD = 0.2
-_PLUS, _COLON, _MINUS, _DOLLAR = b"+:-$"
+_PLUS, _MINUS, _DOLLAR = b"+-$"
+_SHORT_KINDS = b"+-:$"  # simple strings, errors, integers, bulk strings
 _HELLO_3 = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
 # Runs of "+OK\r\n" by length, for the usual pipeline sizes.
 _OK_REPLIES = {count: b"+OK\r\n" * count for count in range(2, 257)}
+
+
+def _bulk_end(buf: bytearray, pos: int, header_end: int) -> int:
+    """Where the bulk string reply at ``pos`` ends, given where its length line ends (it may
+    be past the data buffered so far)."""
+    try:
+        length = int(buf[pos + 1 : header_end - 2])
+    except ValueError as exc:
+        raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
+    return header_end + length + 2 if length >= 0 else header_end
 
 
 class SharedConnection(asyncio.Protocol):
@@ -43,15 +54,17 @@ class SharedConnection(asyncio.Protocol):
     def __init__(self, node: Node, protocol: int) -> None:
         self.node = node
         self.protocol = protocol  # RESP2 and RESP3 clients cannot share a connection
-        self.generation = node.generation
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._out: list[bytes] = []
         self._flush_scheduled = False
-        # One entry per ``Lane.send``: the lane and how many of its replies are still owed
-        # (no lane: the connection's own HELLO, whose reply nobody wants).
-        self._owed: deque[list[Lane | int | None]] = deque()
+        # One entry per ``Lane.send``: the lane and how many replies its commands get (no lane:
+        # the connection's own HELLO, whose reply nobody wants). ``_taken``: how many of the
+        # first entry's replies have been handed over already.
+        self._owed: deque[tuple[Lane | None, int]] = deque()
+        self._taken = 0
         if protocol == 3:
-            self._owed.append([None, 1])
+            self._owed.append((None, 1))
             self._out.append(_HELLO_3)
         self._buf = bytearray()
         self._pos = 0
@@ -63,6 +76,9 @@ class SharedConnection(asyncio.Protocol):
         self._partial = False  # the resumable scanner holds a reply in progress
         self.retired = False
         self.closed = False
+        # Closed or retired: no new lanes, no new commands. (A move of the node to another
+        # address retires its shared connections; see ``Node.move_to``.)
+        self.stale = False
         self.connected = False
         self.error = ""
         self._lanes: set[Lane] = set()
@@ -75,6 +91,8 @@ class SharedConnection(asyncio.Protocol):
             transport.close()
             return
         self._transport = transport
+        # Looked up once: asyncio.get_running_loop() makes a getpid() system call each time.
+        self._loop = asyncio.get_running_loop()
         self.connected = True
         self._flush()
 
@@ -99,15 +117,17 @@ class SharedConnection(asyncio.Protocol):
                 pos = 0
             self._pos = pos
             for lane in woken:
-                if lane.listener is not None:
-                    lane.listener()
+                lane.woken = False
+                listener = lane.listener
+                if listener is not None:
+                    listener()
         if pos < len(buf) and not owed:
             # Nothing was asked on this connection: a RESP3 push cannot happen (lanes are
             # RESP2 only), so this is a protocol fault; every lane's commands are suspect.
             self.abort("unexpected data from Redis on a shared connection")
 
     def _split(
-        self, buf: bytearray, pos: int, owed: deque[list[Lane | int | None]], woken: list[Lane]
+        self, buf: bytearray, pos: int, owed: deque[tuple[Lane | None, int]], woken: list[Lane]
     ) -> int:
         """Hand every complete reply in ``buf`` from ``pos`` to the lane that asked for it.
 
@@ -118,8 +138,7 @@ class SharedConnection(asyncio.Protocol):
         find = buf.find
         scan = self._scanner.scan
         while owed and pos < end_of_data:
-            entry = owed[0]
-            lane = cast(Lane | None, entry[0])
+            lane, left = owed[0]
             if lane is None:
                 found = scan(buf, pos)
                 if found is None:
@@ -127,9 +146,23 @@ class SharedConnection(asyncio.Protocol):
                 pos = found[1]
                 owed.popleft()
                 continue
-            if lane not in woken:
+            if not lane.woken:
+                lane.woken = True
                 woken.append(lane)
-            left = cast(int, entry[1])
+            left -= self._taken
+            if left == 1 and not self._partial and buf[pos] in _SHORT_KINDS:
+                # One reply owed (a client that does not pipeline), of a short kind: found
+                # here, without the bookkeeping of a run below.
+                end = find(b"\r\n", pos) + 2
+                if end > 1 and buf[pos] == _DOLLAR:
+                    end = _bulk_end(buf, pos, end)
+                if 1 < end <= end_of_data:
+                    lane.replies.append(bytes(buf[pos:end]))
+                    lane.counts.append(1)
+                    owed.popleft()
+                    self._taken = 0
+                    pos = end
+                    continue
             if self._streaming_to is not None:
                 end, complete = self._scanner.advance(buf, pos)
                 lane.stream_part(bytes(buf[pos:end]), complete)
@@ -142,73 +175,63 @@ class SharedConnection(asyncio.Protocol):
                 self._pause_spent = False
                 self._resume_if_paused()
                 left -= 1
-            else:
-                run_start = pos
-                taken = 0
-                incomplete = False
-                if (
-                    not self._partial
-                    and left > 1
-                    and buf[pos] == _PLUS
-                    and buf[pos : pos + 5 * left] == _OK_REPLIES.get(left, b"")
-                ):
-                    # A pipeline of writes answered +OK each: all of them in one comparison.
-                    taken = left
-                    pos += 5 * left
-                while taken < left and pos < end_of_data:
-                    # The short replies that make up almost all traffic are found inline;
-                    # anything else (aggregates, partial replies) goes through the resumable
-                    # scanner.
-                    kind = buf[pos]
-                    end = -1
-                    if self._partial:
-                        pass  # the scanner resumes the reply it has started
-                    elif kind == _DOLLAR:
-                        eol = find(b"\r\n", pos)
-                        if eol >= 0:
-                            try:
-                                length = int(buf[pos + 1 : eol])
-                            except ValueError as exc:
-                                raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
-                            end = eol + 2 if length < 0 else eol + 4 + length
-                            if end > end_of_data:
-                                end = -1
-                    elif kind in (_PLUS, _COLON, _MINUS):
-                        eol = find(b"\r\n", pos)
-                        if eol >= 0:
-                            end = eol + 2
-                    if end < 0:
-                        found = scan(buf, pos)
-                        if found is None:
-                            self._partial = True
-                            incomplete = True
-                            break
-                        self._partial = False
-                        end = found[1]
-                    if kind == _MINUS:
-                        if pos > run_start:
-                            lane.deliver(bytes(buf[run_start:pos]), taken)
-                        lane.deliver(bytes(buf[pos:end]), 1)
-                        left -= taken + 1
-                        taken = 0
-                        run_start = end
-                    else:
-                        taken += 1
-                    pos = end
-                if taken:
-                    lane.deliver(bytes(buf[run_start:pos]), taken)
-                    left -= taken
-                if incomplete:
-                    if left and end_of_data - pos >= STREAM_AT and buf[pos] != _MINUS:
-                        entry[1] = left
-                        self._streaming_to = lane
-                        continue
-                    entry[1] = left
-                    break
-            if left:
-                entry[1] = left
-            else:
+                self._taken += 1
+                if not left:
+                    owed.popleft()
+                    self._taken = 0
+                continue
+            run_start = pos
+            taken = 0
+            if (
+                left > 1
+                and not self._partial
+                and buf[pos] == _PLUS
+                and buf[pos : pos + 5 * left] == _OK_REPLIES.get(left, b"")
+            ):
+                # A pipeline of writes answered +OK each: all of them in one comparison.
+                taken = left
+                pos += 5 * left
+            while taken < left and pos < end_of_data:
+                # The short replies that make up almost all traffic are found inline; anything
+                # else (aggregates, partial replies) goes through the resumable scanner.
+                kind = buf[pos]
+                end = -1
+                if not self._partial and kind in _SHORT_KINDS:
+                    end = find(b"\r\n", pos) + 2
+                    if end > 1 and kind == _DOLLAR:
+                        end = _bulk_end(buf, pos, end)
+                    if not 1 < end <= end_of_data:
+                        end = -1
+                if end < 0:
+                    found = scan(buf, pos)
+                    if found is None:
+                        self._partial = True
+                        break
+                    self._partial = False
+                    end = found[1]
+                if kind == _MINUS and left > 1:
+                    if pos > run_start:
+                        lane.deliver(bytes(buf[run_start:pos]), taken)
+                    lane.deliver(bytes(buf[pos:end]), 1)
+                    left -= taken + 1
+                    self._taken += taken + 1
+                    taken = 0
+                    run_start = end
+                else:
+                    taken += 1
+                pos = end
+            if taken:
+                lane.deliver(bytes(buf[run_start:pos]), taken)
+                left -= taken
+            if not left:
                 owed.popleft()
+                self._taken = 0
+                continue
+            self._taken += taken
+            if self._partial and end_of_data - pos >= STREAM_AT and buf[pos] != _MINUS:
+                self._streaming_to = lane
+                continue
+            break
         return pos
 
     # -- lanes ----------------------------------------------------------------------------
@@ -227,7 +250,7 @@ class SharedConnection(asyncio.Protocol):
         if lane in self._lanes:
             self._lanes.discard(lane)
             lane.listener = None
-            lane.detached = True
+            lane.detached = lane.stale = True
             if self._paused_for is lane:
                 self._resume_if_paused()
             self._close_if_retired()
@@ -235,12 +258,12 @@ class SharedConnection(asyncio.Protocol):
     def send(self, lane: Lane, data: bytes, count: int) -> None:
         if self.closed:
             raise ConnectionError(self.error or f"connection to {self.node.address} is closed")
-        self._owed.append([lane, count])
+        self._owed.append((lane, count))
         self._out.append(data)
-        if not self._flush_scheduled and self._transport is not None:
+        if not self._flush_scheduled and self._loop is not None:
             # Every client that speaks in this event-loop turn goes out in the same write.
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -299,17 +322,19 @@ class SharedConnection(asyncio.Protocol):
             self._close(error)
 
     @property
-    def stale(self) -> bool:
-        return self.closed or self.retired or self.generation != self.node.generation
-
-    @property
     def owed(self) -> int:
         return len(self._owed)
 
     def retire(self) -> None:
         """No new lanes; close once the lanes still attached have gone."""
         self.retired = True
+        self._mark_stale()
         self._close_if_retired()
+
+    def _mark_stale(self) -> None:
+        self.stale = True
+        for lane in self._lanes:
+            lane.stale = True
 
     def _close_if_retired(self) -> None:
         if self.retired and not self._lanes and not self.closed:
@@ -327,7 +352,9 @@ class SharedConnection(asyncio.Protocol):
             return
         self.closed = True
         self.error = reason
+        self._mark_stale()
         self._owed.clear()
+        self._taken = 0
         self._streaming_to = None
         self._partial = False
         for lane in list(self._lanes):
@@ -357,6 +384,8 @@ class Lane:
         "paused",
         "raw_sink",
         "replies",
+        "stale",
+        "woken",
     )
 
     def __init__(self, shared: SharedConnection) -> None:
@@ -374,6 +403,9 @@ class Lane:
         self.backpressure: Callable[[bool], None] | None = None
         self.detached = False
         self.paused = False
+        # No new commands on it: its connection is closed or retired, or the lane detached.
+        self.stale = shared.stale
+        self.woken = False  # its listener is due once the current read has been split
 
     @property
     def closed(self) -> bool:
@@ -386,11 +418,6 @@ class Lane:
     @property
     def error(self) -> str:
         return self._shared.error
-
-    @property
-    def stale(self) -> bool:
-        shared = self._shared
-        return shared.closed or shared.generation != shared.node.generation or self.detached
 
     def send(self, data: bytes, count: int = 1) -> None:
         self._shared.send(self, data, count)
