@@ -20,14 +20,13 @@ class RouteStats:
     plain attributes, updated on the forwarding hot path. Single-threaded writers (the event
     loop), so no lock; a scrape reads a consistent-enough snapshot."""
 
-    __slots__ = ("buckets", "errors", "ok", "seconds", "timed")
+    __slots__ = ("buckets", "errors", "ok", "seconds")
 
     def __init__(self) -> None:
         self.ok = 0
         self.errors = 0
         self.buckets = [0] * (len(_BUCKETS) + 1)  # the last one: above every bound
         self.seconds = 0.0
-        self.timed = False  # a latency was observed: the route has a histogram
 
     def observe(self, seconds: float, count: int = 1, error: bool = False) -> None:
         """``count`` replies (one piece of a pipeline), each ``seconds`` after its command."""
@@ -37,7 +36,6 @@ class RouteStats:
             self.ok += count
         self.buckets[bisect_left(_BUCKETS, seconds)] += count
         self.seconds += seconds * count
-        self.timed = True
 
     def count(self, error: bool) -> None:
         """A reply with no latency to speak of (answered by the ambassador itself)."""
@@ -84,8 +82,8 @@ class CommandStats(Collector):
             labels=["route"],
         )
         for route, stats in routes:
-            if not stats.timed:
-                continue
+            if not any(stats.buckets):
+                continue  # no latency observed: answered by the ambassador itself
             cumulative = 0
             points = []
             for bound, count in zip((*_BUCKETS, float("inf")), stats.buckets, strict=True):

@@ -1021,24 +1021,23 @@ class Session(asyncio.Protocol):
             # The usual case without pipelining: the one command owed has its plain reply.
             pending = queue[0]
             lane = pending.upstream
-            if (
-                type(lane) is Lane
-                and lane.counts
-                and lane.counts[0] == 1
-                and pending.count == 1
-                and pending.forward
-                and pending.before is None
-                and lane.replies[0][0] != _MINUS
-            ):
-                queue.popleft()
-                self._settle(lane, 1, pending.write, pending.started)
-                if not self._client_gone:
-                    self._transport.write(lane.take_piece())
-                else:
-                    lane.take_piece()
-                if self._reading_paused or self._blocked or self._closing or self._pipe_pending:
-                    self._all_delivered()
-                return
+            if type(lane) is Lane and pending.count == 1 and pending.forward:
+                counts = lane.counts
+                if (
+                    counts
+                    and counts[0] == 1
+                    and lane.replies[0][0] != _MINUS
+                    and pending.before is None
+                ):
+                    queue.popleft()
+                    counts.popleft()
+                    reply = lane.replies.popleft()
+                    self._settle(lane, 1, pending.write, pending.started)
+                    if not self._client_gone:
+                        self._transport.write(reply)
+                    if self._reading_paused or self._blocked or self._closing or self._pipe_pending:
+                        self._all_delivered()
+                    return
         while queue:
             pending = queue[0]
             if pending.before is not None and not pending.before.done():

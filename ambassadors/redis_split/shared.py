@@ -32,20 +32,10 @@ _COMPACT_AT = 256 * 1024
 # How long a shared connection may wait for one slow client (see _pause_if_slow).
 SLOW_READER_HOLD = 0.2
 _PLUS, _MINUS, _DOLLAR = b"+-$"
-_SHORT_KINDS = b"+-:$"  # simple strings, errors, integers, bulk strings
+_SIMPLE = b"+:"  # simple strings and integers: one line
 _HELLO_3 = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
 # Runs of "+OK\r\n" by length, for the usual pipeline sizes.
 _OK_REPLIES = {count: b"+OK\r\n" * count for count in range(2, 257)}
-
-
-def _bulk_end(buf: bytearray, pos: int, header_end: int) -> int:
-    """Where the bulk string reply at ``pos`` ends, given where its length line ends (it may
-    be past the data buffered so far)."""
-    try:
-        length = int(buf[pos + 1 : header_end - 2])
-    except ValueError as exc:
-        raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
-    return header_end + length + 2 if length >= 0 else header_end
 
 
 class SharedConnection(asyncio.Protocol):
@@ -150,19 +140,6 @@ class SharedConnection(asyncio.Protocol):
                 lane.woken = True
                 woken.append(lane)
             left -= self._taken
-            if left == 1 and not self._partial and buf[pos] in _SHORT_KINDS:
-                # One reply owed (a client that does not pipeline), of a short kind: found
-                # here, without the bookkeeping of a run below.
-                end = find(b"\r\n", pos) + 2
-                if end > 1 and buf[pos] == _DOLLAR:
-                    end = _bulk_end(buf, pos, end)
-                if 1 < end <= end_of_data:
-                    lane.replies.append(bytes(buf[pos:end]))
-                    lane.counts.append(1)
-                    owed.popleft()
-                    self._taken = 0
-                    pos = end
-                    continue
             if self._streaming_to is not None:
                 end, complete = self._scanner.advance(buf, pos)
                 lane.stream_part(bytes(buf[pos:end]), complete)
@@ -192,24 +169,44 @@ class SharedConnection(asyncio.Protocol):
                 taken = left
                 pos += 5 * left
             while taken < left and pos < end_of_data:
-                # The short replies that make up almost all traffic are found inline; anything
-                # else (aggregates, partial replies) goes through the resumable scanner.
-                kind = buf[pos]
-                end = -1
-                if not self._partial and kind in _SHORT_KINDS:
-                    end = find(b"\r\n", pos) + 2
-                    if end > 1 and kind == _DOLLAR:
-                        end = _bulk_end(buf, pos, end)
-                    if not 1 < end <= end_of_data:
-                        end = -1
-                if end < 0:
-                    found = scan(buf, pos)
-                    if found is None:
-                        self._partial = True
+                if not self._partial:
+                    # The replies that make up almost all traffic (bulk strings, simple
+                    # strings, integers) are found inline, as long as they are complete.
+                    try:
+                        while True:
+                            kind = buf[pos]
+                            if kind == _DOLLAR:
+                                eol = find(b"\r\n", pos)
+                                if eol < 0:
+                                    break
+                                length = int(buf[pos + 1 : eol])
+                                end = eol + 4 + length if length >= 0 else eol + 2
+                            elif kind in _SIMPLE:
+                                end = find(b"\r\n", pos) + 2
+                                if end == 1:
+                                    break
+                            else:
+                                break
+                            if end > end_of_data:
+                                break
+                            pos = end
+                            taken += 1
+                            if taken == left or pos == end_of_data:
+                                break
+                    except ValueError as exc:
+                        raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
+                    if taken == left or pos == end_of_data:
                         break
-                    self._partial = False
-                    end = found[1]
-                if kind == _MINUS and left > 1:
+                # Anything else (an error, an aggregate, a reply not all here yet): the
+                # resumable scanner, one reply at a time.
+                kind = buf[pos]
+                found = scan(buf, pos)
+                if found is None:
+                    self._partial = True
+                    break
+                self._partial = False
+                end = found[1]
+                if kind == _MINUS:
                     if pos > run_start:
                         lane.deliver(bytes(buf[run_start:pos]), taken)
                     lane.deliver(bytes(buf[pos:end]), 1)
@@ -221,7 +218,8 @@ class SharedConnection(asyncio.Protocol):
                     taken += 1
                 pos = end
             if taken:
-                lane.deliver(bytes(buf[run_start:pos]), taken)
+                lane.replies.append(bytes(buf[run_start:pos]))  # lane.deliver, inlined
+                lane.counts.append(taken)
                 left -= taken
             if not left:
                 owed.popleft()
