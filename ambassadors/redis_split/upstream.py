@@ -34,6 +34,10 @@ async def open_connection(
     return None
 
 
+# Bytes sent before the connection is made, above which the sender is held back.
+_OUTBOX_HIGH = 256 * 1024
+
+
 class Upstream(asyncio.Protocol):
     """A connection leased by one session; replies come back in the order commands were sent."""
 
@@ -41,7 +45,10 @@ class Upstream(asyncio.Protocol):
         self.node = node
         self.generation = node.generation
         self._transport: asyncio.Transport | None = None
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes] = []  # sent before the connection is made
+        self._outbox_size = 0
+        self._outbox_full = False  # the owner was told to hold back until we are connected
+        self._writing_paused = False  # the transport's own flow control said so
         self._buf = bytearray()
         self._pos = 0
         self._scanner = ReplyScanner()
@@ -70,8 +77,10 @@ class Upstream(asyncio.Protocol):
         if self._reading_paused:
             transport.pause_reading()
         if self._outbox:
-            transport.write(b"".join(self._outbox))
+            transport.write(b"".join(self._outbox))  # may call pause_writing
             self._outbox.clear()
+            self._outbox_size = 0
+        self._release_outbox()
         self._wake()
 
     def data_received(self, data: bytes) -> None:
@@ -84,15 +93,27 @@ class Upstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.error = str(exc) if exc else f"{self.node.address} closed the connection"
+        self._writing_paused = False
+        self._release_outbox()
         self._wake()
 
     def pause_writing(self) -> None:
+        self._writing_paused = True
         if self.backpressure is not None:
             self.backpressure(True)
 
     def resume_writing(self) -> None:
+        self._writing_paused = False
         if self.backpressure is not None:
             self.backpressure(False)
+
+    def _release_outbox(self) -> None:
+        """The outbox has gone (written, or the connection failed): an owner held back by
+        it may go on, unless the transport itself is full."""
+        if self._outbox_full:
+            self._outbox_full = False
+            if self.backpressure is not None and not self._writing_paused:
+                self.backpressure(False)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -109,6 +130,7 @@ class Upstream(asyncio.Protocol):
         if error is not None:
             self.closed = True
             self.error = error
+            self._release_outbox()
             self._wake()
 
     async def ready(self) -> None:
@@ -140,6 +162,13 @@ class Upstream(asyncio.Protocol):
             raise ConnectionError(self.error or f"connection to {self.node.address} is closed")
         if self._transport is None:
             self._outbox.append(data)
+            self._outbox_size += len(data)
+            if self._outbox_size >= _OUTBOX_HIGH and not self._outbox_full:
+                # A large request streamed while the connection is still being made: hold
+                # the client back rather than take all of it in here.
+                self._outbox_full = True
+                if self.backpressure is not None:
+                    self.backpressure(True)
         else:
             self._transport.write(data)
 

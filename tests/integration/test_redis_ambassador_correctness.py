@@ -269,11 +269,23 @@ def test_large_values_pass_through_intact(stack: tuple[RedisSet, AmbassadorProce
     assert client.strlen("big") == len(value)
 
 
-def _peak_rss_kib(pid: int) -> int:
+def _status_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise AssertionError("no VmHWM")
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def _start_peak_rss_count(pid: int) -> int:
+    """Reset the process's peak RSS (VmHWM) to its current RSS and return that (KiB): the
+    growth measured afterwards belongs to what follows, not to earlier tests' (or a fresh
+    process's) history."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return _status_kib(pid, "VmRSS")
+
+
+def _peak_rss_kib(pid: int) -> int:
+    return _status_kib(pid, "VmHWM")
 
 
 def test_a_large_reply_is_streamed_not_held_whole(
@@ -288,10 +300,10 @@ def test_a_large_reply_is_streamed_not_held_whole(
     nodes.master.client().execute_command("WAIT", 2, 5000)
     client = amb.client()
     assert client.get("warm-up") is None
-    before = _peak_rss_kib(amb.process.pid)
+    before = _start_peak_rss_count(amb.process.pid)
     assert client.get("huge") == value
     growth_mib = (_peak_rss_kib(amb.process.pid) - before) / 1024
-    assert growth_mib < 24, f"peak RSS grew by {growth_mib:.0f} MiB for a 64 MiB reply"
+    assert growth_mib < 8, f"peak RSS grew by {growth_mib:.1f} MiB for a 64 MiB reply"
     nodes.master.client().delete("huge")
 
 
@@ -305,13 +317,14 @@ def test_a_large_request_is_streamed_not_held_whole(
     value = bytes(range(256)) * (256 * 1024)  # 64 MiB
     client = amb.client()
     assert client.get("warm-up") is None
-    before = _peak_rss_kib(amb.process.pid)
+    before = _start_peak_rss_count(amb.process.pid)
     pipe = client.pipeline(transaction=False)
     pipe.set("before", 1).set("huge-in", value).incr("before").strlen("huge-in")
     assert pipe.execute() == [True, True, 2, len(value)]
     growth_mib = (_peak_rss_kib(amb.process.pid) - before) / 1024
     assert nodes.master.client().get("huge-in") == value
-    assert growth_mib < 24, f"peak RSS grew by {growth_mib:.0f} MiB for a 64 MiB request"
+    # ~2 MiB measured; 16-31 MiB when a request was buffered while its connection was made.
+    assert growth_mib < 8, f"peak RSS grew by {growth_mib:.1f} MiB for a 64 MiB request"
     nodes.master.client().delete("huge-in")
 
 
