@@ -244,7 +244,8 @@ class Session(asyncio.Protocol):
         self._pipe: Link | None = None
         self._request_stream: Link | None = None  # a large request being forwarded
         self._finished = False
-        self.last_active = time.monotonic()
+        self.last_active = time.monotonic()  # brought up to date by each deadline sweep
+        self._heard = False  # the client sent something since the last sweep
         self.closing_since: float | None = None
 
     # -- client side (asyncio.Protocol) ---------------------------------------------------
@@ -255,7 +256,7 @@ class Session(asyncio.Protocol):
         self._client_gone = False
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = _monotonic()
+        self._heard = True  # (cheaper than reading the clock on every read)
         if self._pipe is not None:
             with contextlib.suppress(ConnectionError):
                 self._pipe.send(data)
@@ -348,6 +349,9 @@ class Session(asyncio.Protocol):
                 and time.perf_counter() - head.started > timeout
             ):
                 upstream.abort(f"no reply from {upstream.node.address} within {timeout}s")
+        if self._heard:
+            self._heard = False
+            self.last_active = now
         idle = self._config.client_idle_timeout
         if idle > 0 and not self._queue and self._pipe is None and now - self.last_active > idle:
             self._begin_closing()

@@ -33,6 +33,7 @@ _COMPACT_AT = 256 * 1024
 SLOW_READER_HOLD = 0.2
 _PLUS, _MINUS, _DOLLAR = b"+-$"
 _SIMPLE = b"+:"  # simple strings and integers: one line
+_INLINE = b"+:$"  # the kinds the splitter finds inline
 _HELLO_3 = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
 # Runs of "+OK\r\n" by length, for the usual pipeline sizes.
 _OK_REPLIES = {count: b"+OK\r\n" * count for count in range(2, 257)}
@@ -140,36 +141,18 @@ class SharedConnection(asyncio.Protocol):
                 lane.woken = True
                 woken.append(lane)
             left -= self._taken
-            if self._streaming_to is not None:
-                end, complete = self._scanner.advance(buf, pos)
-                lane.stream_part(bytes(buf[pos:end]), complete)
-                pos = end
-                if not complete:
-                    self._pause_if_slow(lane)
-                    break
-                self._streaming_to = None
-                self._partial = False
-                self._pause_spent = False
-                self._resume_if_paused()
-                left -= 1
-                self._taken += 1
-                if not left:
-                    owed.popleft()
-                    self._taken = 0
-                continue
             run_start = pos
             taken = 0
-            if (
-                left > 1
-                and not self._partial
-                and buf[pos] == _PLUS
-                and buf[pos : pos + 5 * left] == _OK_REPLIES.get(left, b"")
-            ):
-                # A pipeline of writes answered +OK each: all of them in one comparison.
-                taken = left
-                pos += 5 * left
-            while taken < left and pos < end_of_data:
-                if not self._partial:
+            if not self._partial:
+                if (
+                    left > 1
+                    and buf[pos] == _PLUS
+                    and buf[pos : pos + 5 * left] == _OK_REPLIES.get(left, b"")
+                ):
+                    # A pipeline of writes answered +OK each: all of them in one comparison.
+                    taken = left
+                    pos += 5 * left
+                else:
                     # The replies that make up almost all traffic (bulk strings, simple
                     # strings, integers) are found inline, as long as they are complete.
                     try:
@@ -195,10 +178,32 @@ class SharedConnection(asyncio.Protocol):
                                 break
                     except ValueError as exc:
                         raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
-                    if taken == left or pos == end_of_data:
-                        break
-                # Anything else (an error, an aggregate, a reply not all here yet): the
-                # resumable scanner, one reply at a time.
+                if taken == left:
+                    lane.replies.append(bytes(buf[run_start:pos]))  # lane.deliver, inlined
+                    lane.counts.append(taken)
+                    owed.popleft()
+                    self._taken = 0
+                    continue
+            elif self._streaming_to is not None:
+                end, complete = self._scanner.advance(buf, pos)
+                lane.stream_part(bytes(buf[pos:end]), complete)
+                pos = end
+                if not complete:
+                    self._pause_if_slow(lane)
+                    break
+                self._streaming_to = None
+                self._partial = False
+                self._pause_spent = False
+                self._resume_if_paused()
+                self._taken += 1
+                if left == 1:
+                    owed.popleft()
+                    self._taken = 0
+                continue
+            # Anything else (an error, an aggregate, a reply not all here yet): the resumable
+            # scanner, one reply at a time, until short replies follow again.
+            resume_inline = False
+            while taken < left and pos < end_of_data:
                 kind = buf[pos]
                 found = scan(buf, pos)
                 if found is None:
@@ -217,15 +222,19 @@ class SharedConnection(asyncio.Protocol):
                 else:
                     taken += 1
                 pos = end
+                if pos < end_of_data and buf[pos] in _INLINE and taken < left:
+                    resume_inline = True
+                    break
             if taken:
-                lane.replies.append(bytes(buf[run_start:pos]))  # lane.deliver, inlined
-                lane.counts.append(taken)
+                lane.deliver(bytes(buf[run_start:pos]), taken)
                 left -= taken
             if not left:
                 owed.popleft()
                 self._taken = 0
                 continue
             self._taken += taken
+            if resume_inline:
+                continue  # the rest of this lane's replies, inline again
             if self._partial and end_of_data - pos >= STREAM_AT and buf[pos] != _MINUS:
                 self._streaming_to = lane
                 continue
@@ -254,14 +263,13 @@ class SharedConnection(asyncio.Protocol):
             self._close_if_retired()
 
     def send(self, lane: Lane, data: bytes, count: int) -> None:
-        if self.closed:
-            raise ConnectionError(self.error or f"connection to {self.node.address} is closed")
-        self._owed.append((lane, count))
-        self._out.append(data)
-        if not self._flush_scheduled and self._loop is not None:
-            # Every client that speaks in this event-loop turn goes out in the same write.
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        lane.send(data, count)  # (which does the work, inlined there)
+
+    def _schedule_flush(self) -> None:
+        # Every client that speaks in this event-loop turn goes out in the same write.
+        assert self._loop is not None
+        self._flush_scheduled = True
+        self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -418,7 +426,15 @@ class Lane:
         return self._shared.error
 
     def send(self, data: bytes, count: int = 1) -> None:
-        self._shared.send(self, data, count)
+        """``count`` commands in ``data``, to go out with this event-loop turn's others."""
+        # Done here, not by a call to the shared connection: this runs for every client write.
+        shared = self._shared
+        if shared.closed:
+            raise ConnectionError(shared.error or f"connection to {self.node.address} is closed")
+        shared._owed.append((self, count))
+        shared._out.append(data)
+        if not shared._flush_scheduled and shared._loop is not None:
+            shared._schedule_flush()
 
     def deliver(self, replies: bytes, count: int) -> None:
         self.replies.append(replies)
