@@ -32,6 +32,12 @@ def _lane_count(conn: SharedConnection) -> int:
 _SAMPLES = 2048
 
 
+# Looked up once: an enum member read through its class is a slow attribute lookup, and
+# pick_reader runs for every read.
+_MASTER, _PREFER_MASTER = ReadPolicy.MASTER, ReadPolicy.PREFER_MASTER
+_PREFER_REPLICA, _ANY = ReadPolicy.PREFER_REPLICA, ReadPolicy.ANY
+
+
 class Role(StrEnum):
     MASTER = "master"
     REPLICA = "replica"
@@ -192,9 +198,7 @@ class Backends:
         ``min_offset``. Among them the one with the fewest outstanding requests wins (ties go
         round robin)."""
         master = self.master if self.master.up and self.master is not exclude else None
-        if policy is ReadPolicy.MASTER:
-            return master
-        if policy is ReadPolicy.PREFER_MASTER and master is not None:
+        if policy is _MASTER or (policy is _PREFER_MASTER and master is not None):
             return master
         candidates = [
             r
@@ -203,7 +207,7 @@ class Backends:
         ]
         if not candidates and master is None and not self.master.up:
             candidates = [r for r in self.replicas if r.serves_stale and r is not exclude]
-        if policy is ReadPolicy.ANY and master is not None:
+        if policy is _ANY and master is not None:
             candidates.append(master)
         if candidates:
             self._rr += 1
@@ -214,7 +218,7 @@ class Backends:
                 if other.outstanding < best.outstanding:
                     best = other
             return best
-        if policy in (ReadPolicy.PREFER_REPLICA, ReadPolicy.PREFER_MASTER):
+        if policy is _PREFER_REPLICA or policy is _PREFER_MASTER:
             return master
         return None
 

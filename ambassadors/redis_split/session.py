@@ -68,6 +68,7 @@ _RETRIES = 2
 _PRELUDE_ORDER = ("auth", "hello", "setname", "setinfo-lib-name", "setinfo-lib-ver", "select")
 _OK = b"+OK\r\n"
 _PUSH = ord(">")
+_ASTERISK = ord("*")
 _MINUS = ord("-")
 _LOST = (ConnectionError, OSError, TimeoutError, UpstreamProtocolError)
 # Actions that count as writes when sent to the master (read-your-writes bookkeeping).
@@ -147,7 +148,9 @@ class Pending:
 # when the command table changes, as the router's own memo is; bounded like resp's name cache.
 _fast_names: dict[bytes, Action] = {}
 _fast_names_table: list[CommandTable | None] = [None]
+# Enum members looked up once: reading one through its class is a slow attribute lookup.
 _READ, _WRITE, _MASTER = Action.READ, Action.WRITE, Action.MASTER
+_MASTER_ROLE = Role.MASTER
 _first = itemgetter(0)
 _INCOMPLETE = object()  # what the fast path's hiredis reader says when no command is complete
 
@@ -269,7 +272,7 @@ class Session(asyncio.Protocol):
             return
         # Nothing buffered (the usual case): the fast path takes the client's bytes as they
         # came, and only what it declines is copied into the buffer.
-        if data[:1] == b"*" and self._forward_pipeline(data):
+        if data[0] == _ASTERISK and self._forward_pipeline(data):
             return
         self._buf += data
         self._process_scanned()
@@ -506,14 +509,13 @@ class Session(asyncio.Protocol):
                 upstream.send(data, 1)
             except ConnectionError:
                 pass  # the reply's wait ends with the connection: _drain handles it
-            write = action is _WRITE
-            to_master = write and node.role is Role.MASTER
+            write = action is _WRITE  # (and so sent to the master)
             # (upstream, literal, frame, action, forward, started, before, write, retry_write,
             # deferred, args)
             queue.append(Pending(upstream, b"", None, action, True, _perf_counter(), None,
-                                 to_master, write, False, commands[0]))  # fmt: skip
+                                 write, write, False, commands[0]))  # fmt: skip
             node.outstanding += 1
-            if to_master:
+            if write:
                 self._note_writes(1)
             if len(queue) > _MAX_GROUPS_IN_FLIGHT:
                 self._pause_client()  # resumed once everything owed is delivered
@@ -563,7 +565,7 @@ class Session(asyncio.Protocol):
         """The bookkeeping ``_send`` does per command, for a batch on one connection: each run
         of commands with the same action waits in the queue as one group (see ``Pending``)."""
         now = _perf_counter()
-        to_master = upstream.node.role is Role.MASTER
+        to_master = upstream.node.role is _MASTER_ROLE
         append = self._queue.append
         count = len(commands)
         writes = 0
@@ -577,7 +579,7 @@ class Session(asyncio.Protocol):
                 while last < count and actions[last] is action:
                     last += 1
             size = last - first
-            retry = action is Action.WRITE  # -READONLY: it did not run; re-sent after failover
+            retry = action is _WRITE  # -READONLY: it did not run; re-sent after failover
             write = to_master and retry
             if write:
                 writes += size
@@ -947,10 +949,10 @@ class Session(asyncio.Protocol):
             touched[upstream] = [frame]
         else:
             parts.append(frame)
-        write = node.role is Role.MASTER and action in _WRITE_ACTIONS
+        write = node.role is _MASTER_ROLE and action in _WRITE_ACTIONS
         if write:
             self._note_writes(1)
-        retry_write = retryable and action is Action.WRITE and not in_transaction
+        retry_write = retryable and action is _WRITE and not in_transaction
         node.outstanding += 1  # undone in _account or when re-routed (as in _enqueue)
         # Positional: keyword arguments cost measurably on a path taken once per command.
         self._queue.append(
