@@ -1264,8 +1264,8 @@ class Session(asyncio.Protocol):
         if pending.write:
             self._pending_writes -= 1
             self._last_write_ack = time.monotonic()
-        if not pending.forward:
-            return
+        if not pending.forward or pending.literal:
+            return  # (an answer of the ambassador's own was counted when given: _answer)
         stats = _LOCAL_STATS if upstream is None else upstream.node.stats
         stats.observe(_perf_counter() - pending.started, 1, reply[:1] == b"-")
 

@@ -3,6 +3,7 @@ the lag gate. Observed through each node's own INFO commandstats."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from tests.fixtures.redis_nodes import (
     RedisSet,
     ambassador_args,
     command_calls,
+    read_until_quiet,
 )
 
 LUA_GET = "return redis.call('GET', KEYS[1])"
@@ -312,3 +314,27 @@ def test_select_after_watch_applies_on_replicas(
     client.execute_command("SELECT", 6)
     client.execute_command("UNWATCH")
     assert client.get("where") == b"six"
+
+
+def test_every_command_is_counted_once_in_the_metrics(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    """Commands by route and result: one sample per command, whether a node answered it or
+    the ambassador did (library labels answered locally, a read refused for want of a
+    replica)."""
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "replica"))
+    for replica in redis_set.replicas:
+        replica.stop()
+    wait_for(lambda: amb.metric("redis_ambassador_upstream_up", role="replica") == 0)
+    with socket.create_connection(("127.0.0.1", amb.port), timeout=5) as sock:
+        sock.sendall(
+            b"CLIENT SETINFO LIB-NAME probe\r\nCLIENT SETINFO LIB-VER 1.0\r\n"
+            b"PING\r\nPING\r\nSET k v\r\nGET k\r\n"
+        )
+        replies = read_until_quiet(sock)
+    assert replies.startswith(b"+OK\r\n+OK\r\n+PONG\r\n+PONG\r\n+OK\r\n-ERR ambassador: no healthy")
+    total = amb.metric("redis_ambassador_commands_total")
+    assert amb.metric("redis_ambassador_commands_total", route="local") == 2
+    assert amb.metric("redis_ambassador_commands_total", route="master") == 3
+    assert amb.metric("redis_ambassador_commands_total", route="error", result="error") == 1
+    assert total == 6
