@@ -982,6 +982,7 @@ class Session(asyncio.Protocol):
             # Nothing to replay: the prelude holds at most the library labels (_library_info).
             upstream = node.lane(self._protocol)
             upstream.listener = self._drain
+            upstream.direct = self._direct_reply
             self._conns[node] = upstream
             return upstream
         upstream = node.lease()
@@ -1023,27 +1024,6 @@ class Session(asyncio.Protocol):
         if self._slow_task is not None or self._finished:
             return
         queue = self._queue
-        if len(queue) == 1 and self._shared_ok and not self._out:
-            # The usual case without pipelining: the one command owed has its plain reply.
-            pending = queue[0]
-            lane = pending.upstream
-            if type(lane) is Lane and pending.count == 1 and pending.forward:
-                counts = lane.counts
-                if (
-                    counts
-                    and counts[0] == 1
-                    and lane.replies[0][0] != _MINUS
-                    and pending.before is None
-                ):
-                    queue.popleft()
-                    counts.popleft()
-                    reply = lane.replies.popleft()
-                    self._settle(lane, 1, pending.write, pending.started)
-                    if not self._client_gone:
-                        self._transport.write(reply)
-                    if self._reading_paused or self._blocked or self._closing or self._pipe_pending:
-                        self._all_delivered()
-                    return
         while queue:
             pending = queue[0]
             if pending.before is not None and not pending.before.done():
@@ -1122,6 +1102,33 @@ class Session(asyncio.Protocol):
         self._flush()
         if not queue:
             self._all_delivered()
+
+    def _direct_reply(self, lane: Lane, piece: bytes, count: int) -> bool:
+        """Replies the shared connection has just found for ``lane`` (``count`` of them, plain
+        ones, with nothing of the lane's waiting before them): written to the client at once
+        when they answer the one command group this session owes and nothing else is under
+        way. False: they go the usual way (the lane keeps them, the drain delivers them)."""
+        queue = self._queue
+        if len(queue) != 1 or self._out or not self._shared_ok:
+            return False
+        pending = queue[0]
+        if (
+            pending.upstream is not lane
+            or pending.count != count
+            or not pending.forward
+            or pending.before is not None
+            or self._slow_task is not None
+            or self._reading_paused
+            or self._blocked
+            or self._closing
+            or self._pipe_pending is not None
+        ):
+            return False
+        queue.popleft()
+        self._settle(lane, count, count if pending.write else 0, pending.started)
+        if not self._client_gone:
+            self._transport.write(piece)  # (may call pause_writing: nothing here depends on it)
+        return True
 
     def _all_delivered(self) -> None:
         """Everything owed has reached the client: what waited for that can go on."""

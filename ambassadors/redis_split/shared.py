@@ -73,6 +73,7 @@ class SharedConnection(asyncio.Protocol):
         self.connected = False
         self.error = ""
         self._lanes: set[Lane] = set()
+        self._woken: list[Lane] = []  # lanes given replies by the read being split
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -95,9 +96,9 @@ class SharedConnection(asyncio.Protocol):
         buf += data
         pos = self._pos
         owed = self._owed
-        woken: list[Lane] = []
+        woken = self._woken
         try:
-            pos = self._split(buf, pos, owed, woken)
+            pos = self._split(buf, pos, owed)
         except UpstreamProtocolError as exc:
             self.abort(str(exc))
             return
@@ -107,19 +108,19 @@ class SharedConnection(asyncio.Protocol):
                 self._scanner.rebase(pos)
                 pos = 0
             self._pos = pos
-            for lane in woken:
-                lane.woken = False
-                listener = lane.listener
-                if listener is not None:
-                    listener()
+            if woken:
+                self._woken = []
+                for lane in woken:
+                    lane.woken = False
+                    listener = lane.listener
+                    if listener is not None:
+                        listener()
         if pos < len(buf) and not owed:
             # Nothing was asked on this connection: a RESP3 push cannot happen (lanes are
             # RESP2 only), so this is a protocol fault; every lane's commands are suspect.
             self.abort("unexpected data from Redis on a shared connection")
 
-    def _split(
-        self, buf: bytearray, pos: int, owed: deque[tuple[Lane | None, int]], woken: list[Lane]
-    ) -> int:
+    def _split(self, buf: bytearray, pos: int, owed: deque[tuple[Lane | None, int]]) -> int:
         """Hand every complete reply in ``buf`` from ``pos`` to the lane that asked for it.
 
         Consecutive replies to one lane go to it as one piece with their count (a pipeline's
@@ -137,9 +138,6 @@ class SharedConnection(asyncio.Protocol):
                 pos = found[1]
                 owed.popleft()
                 continue
-            if not lane.woken:
-                lane.woken = True
-                woken.append(lane)
             left -= self._taken
             run_start = pos
             taken = 0
@@ -179,8 +177,12 @@ class SharedConnection(asyncio.Protocol):
                     except ValueError as exc:
                         raise UpstreamProtocolError(f"bad length in reply: {exc}") from exc
                 if taken == left:
-                    lane.replies.append(bytes(buf[run_start:pos]))  # lane.deliver, inlined
-                    lane.counts.append(taken)
+                    # All the replies this client write gets: straight to the client when its
+                    # session can take them now (nothing of this lane's waiting before them).
+                    piece = bytes(buf[run_start:pos])
+                    direct = lane.direct
+                    if direct is None or lane.counts or not direct(lane, piece, taken):
+                        lane.deliver(piece, taken)
                     owed.popleft()
                     self._taken = 0
                     continue
@@ -256,7 +258,7 @@ class SharedConnection(asyncio.Protocol):
         """The session is gone: replies still owed to it are read and dropped."""
         if lane in self._lanes:
             self._lanes.discard(lane)
-            lane.listener = None
+            lane.listener = lane.direct = None
             lane.detached = lane.stale = True
             if self._paused_for is lane:
                 self._resume_if_paused()
@@ -385,6 +387,7 @@ class Lane:
         "backpressure",
         "counts",
         "detached",
+        "direct",
         "listener",
         "node",
         "paused",
@@ -412,6 +415,9 @@ class Lane:
         # No new commands on it: its connection is closed or retired, or the lane detached.
         self.stale = shared.stale
         self.woken = False  # its listener is due once the current read has been split
+        # The session's way to take replies straight from the splitter (see _split); None:
+        # they wait in ``replies`` for the listener.
+        self.direct: Callable[[Lane, bytes, int], bool] | None = None
 
     @property
     def closed(self) -> bool:
@@ -439,6 +445,9 @@ class Lane:
     def deliver(self, replies: bytes, count: int) -> None:
         self.replies.append(replies)
         self.counts.append(count)
+        if not self.woken:
+            self.woken = True
+            self._shared._woken.append(self)
 
     @property
     def ready(self) -> int:
@@ -487,6 +496,9 @@ class Lane:
             self.counts.append(0)  # its place among the replies
             self.replies.append(b"")
         stream = streams[-1]
+        if not self.woken:
+            self.woken = True
+            self._shared._woken.append(self)
         if data and not self.detached:
             stream.parts.append(data)
         stream.complete = complete

@@ -89,6 +89,50 @@ def test_every_lane_gets_its_replies_in_order(
             assert got[index] == expected[index]
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    sends=SENDS,
+    cuts=st.lists(st.integers(1, 40), max_size=30),
+    takes=st.lists(st.booleans(), min_size=1, max_size=20),
+)
+def test_replies_taken_straight_from_the_splitter_keep_their_order(
+    sends: list[tuple[int, list[bytes]]], cuts: list[int], takes: list[bool]
+) -> None:
+    """A session may take a lane's replies as the splitter finds them (``Lane.direct``), or
+    refuse them, which leaves them in the lane. Either way each lane's client gets exactly its
+    replies, in order: the splitter offers replies only while none of the lane's wait before
+    them, and only whole client writes' worth."""
+    conn, lanes = make()
+    expected: list[list[bytes]] = [[], [], []]
+    got: list[list[bytes]] = [[], [], []]
+    offers = iter(takes * 100)
+    for index, lane in enumerate(lanes):
+
+        def direct(lane: Lane, piece: bytes, count: int, index: int = index) -> bool:
+            assert lane is lanes[index] and not lane.counts
+            if not next(offers, False):
+                return False
+            got[index].append(piece)
+            return True
+
+        lane.direct = direct
+    for index, replies in sends:
+        conn.send(lanes[index], b"ignored", len(replies))
+        expected[index].extend(replies)
+    stream = b"".join(reply for _, replies in sends for reply in replies)
+    position = 0
+    for cut in [*cuts, len(stream)]:
+        conn.data_received(stream[position : position + cut])
+        position += cut
+        for index, lane in enumerate(lanes):
+            got[index].extend(drain(lane, whole_pieces=True))
+        if position >= len(stream):
+            break
+    assert conn.owed == 0
+    for index in range(3):
+        assert b"".join(got[index]) == b"".join(expected[index])
+
+
 def test_an_error_reply_comes_alone_between_pieces() -> None:
     conn, lanes = make()
     lane = lanes[0]
