@@ -233,6 +233,7 @@ class Session(asyncio.Protocol):
         self._need_offset: int | None = None
         # reply pipeline
         self._queue: deque[Pending] = deque()
+        self._spare: Pending | None = None  # see _direct_reply
         self._out: list[bytes] = []
         self._out_size = 0
         self._slow_task: asyncio.Task[None] | None = None
@@ -510,10 +511,21 @@ class Session(asyncio.Protocol):
             except ConnectionError:
                 pass  # the reply's wait ends with the connection: _drain handles it
             write = action is _WRITE  # (and so sent to the master)
-            # (upstream, literal, frame, action, forward, started, before, write, retry_write,
-            # deferred, args)
-            queue.append(Pending(upstream, b"", None, action, True, _perf_counter(), None,
-                                 write, write, False, commands[0]))  # fmt: skip
+            pending = self._spare
+            if pending is not None:
+                # The last one answered, its other fields still as a new one's.
+                self._spare = None
+                pending.upstream = upstream
+                pending.action = action
+                pending.started = _perf_counter()
+                pending.write = pending.retry_write = write
+                pending.args = commands[0]
+                queue.append(pending)
+            else:
+                # (upstream, literal, frame, action, forward, started, before, write,
+                # retry_write, deferred, args)
+                queue.append(Pending(upstream, b"", None, action, True, _perf_counter(), None,
+                                     write, write, False, commands[0]))  # fmt: skip
             node.outstanding += 1
             if write:
                 self._note_writes(1)
@@ -1126,6 +1138,16 @@ class Session(asyncio.Protocol):
             return False
         queue.popleft()
         self._settle(lane, count, count if pending.write else 0, pending.started)
+        if (
+            count == 1
+            and pending.frame is None
+            and pending.batch is None
+            and pending.applies is None
+        ):
+            # Nothing refers to it any more, and every field a single command forwarded by
+            # the fast path does not set is still at its default: kept for the next one
+            # (a Pending costs more to make than to refill).
+            self._spare = pending
         if not self._client_gone:
             self._transport.write(piece)  # (may call pause_writing: nothing here depends on it)
         return True
