@@ -493,23 +493,10 @@ class Session(asyncio.Protocol):
             if action is None:
                 return False if (found := _fast_actions(commands, table)) is None else (
                     self._forward_batch(data, commands, found))  # fmt: skip
-            if action is _READ:
-                node = self._pick_reader()
-                if node is None:
-                    return False
-            else:
-                node = self._backends.master
-                if not node.up and node not in self._conns:
-                    return False
-            upstream = self._conns.get(node)
-            if upstream is None or upstream.stale:
-                touched: dict[Link, list[bytes]] = {}
-                upstream = self._connection(node, touched)
-                self._send_touched(touched)  # a new connection's replayed state goes first
-            try:  # noqa: SIM105 - a try costs less than contextlib.suppress
-                upstream.send(data, 1)
-            except ConnectionError:
-                pass  # the reply's wait ends with the connection: _drain handles it
+            upstream = self._send_fast(action is _READ, data, 1)
+            if upstream is None:
+                return False
+            node = upstream.node
             write = action is _WRITE  # (and so sent to the master)
             pending = self._spare
             if pending is not None:
@@ -545,15 +532,31 @@ class Session(asyncio.Protocol):
         """The fast path for a pipeline: all of it to one node, or False (nothing done)."""
         count = len(commands)
         reads = actions.count(_READ)
-        master = self._backends.master
-        if reads == count:
+        if reads and reads != count:
+            return False  # reads and writes for different nodes: one by one
+        upstream = self._send_fast(reads == count, data, count)
+        if upstream is None:
+            return False
+        self._queue_forwarded(upstream, commands, actions)
+        queue = self._queue
+        if len(queue) > 1 and (
+            len(queue) > _MAX_GROUPS_IN_FLIGHT or self._commands_in_flight() > _MAX_IN_FLIGHT
+        ):
+            self._pause_client()
+        return True
+
+    def _send_fast(self, reads: bool, data: bytes, count: int) -> Link | None:
+        """The fast path's send: ``count`` commands, all reads or all for the master, to the
+        node they go to, on this session's connection there (opened if need be). None: no
+        node can take them now (nothing was sent; the general path answers with the error)."""
+        if reads:
             node = self._pick_reader()
             if node is None:
-                return False
-        elif reads == 0 and (master.up or master in self._conns):
-            node = master
+                return None
         else:
-            return False  # reads and writes for different nodes, or no master: one by one
+            node = self._backends.master
+            if not node.up and node not in self._conns:
+                return None
         upstream = self._conns.get(node)
         if upstream is None or upstream.stale:
             touched: dict[Link, list[bytes]] = {}
@@ -563,13 +566,7 @@ class Session(asyncio.Protocol):
             upstream.send(data, count)
         except ConnectionError:
             pass  # the replies' wait ends with the connection: _drain handles it
-        self._queue_forwarded(upstream, commands, actions)
-        queue = self._queue
-        if len(queue) > 1 and (
-            len(queue) > _MAX_GROUPS_IN_FLIGHT or self._commands_in_flight() > _MAX_IN_FLIGHT
-        ):
-            self._pause_client()
-        return True
+        return upstream
 
     def _queue_forwarded(
         self, upstream: Link, commands: list[list[bytes]], actions: list[Action]
