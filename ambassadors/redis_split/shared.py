@@ -264,9 +264,6 @@ class SharedConnection(asyncio.Protocol):
                 self._resume_if_paused()
             self._close_if_retired()
 
-    def send(self, lane: Lane, data: bytes, count: int) -> None:
-        lane.send(data, count)  # (which does the work, inlined there)
-
     def _schedule_flush(self) -> None:
         # Every client that speaks in this event-loop turn goes out in the same write.
         assert self._loop is not None

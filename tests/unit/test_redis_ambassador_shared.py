@@ -61,26 +61,41 @@ def drain(lane: Lane, whole_pieces: bool) -> list[bytes]:
     return out
 
 
+def replay(
+    conn: SharedConnection,
+    lanes: list[Lane],
+    sends: list[tuple[int, list[bytes]]],
+    cuts: list[int],
+    got: list[list[bytes]],
+    whole_pieces: bool,
+) -> list[list[bytes]]:
+    """Each send's commands go out on its lane; Redis's replies to all of them then arrive cut
+    into reads of the ``cuts`` sizes, and after each read every lane is drained into ``got``.
+    Returns the replies each lane should have got, in order."""
+    expected: list[list[bytes]] = [[], [], []]
+    for index, replies in sends:
+        lanes[index].send(b"ignored", len(replies))
+        expected[index].extend(replies)
+    stream = b"".join(reply for _, replies in sends for reply in replies)
+    position = 0
+    for cut in [*cuts, len(stream)]:
+        conn.data_received(stream[position : position + cut])
+        position += cut
+        for index, lane in enumerate(lanes):
+            got[index].extend(drain(lane, whole_pieces))
+        if position >= len(stream):
+            break
+    return expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(sends=SENDS, cuts=st.lists(st.integers(1, 40), max_size=30), whole=st.booleans())
 def test_every_lane_gets_its_replies_in_order(
     sends: list[tuple[int, list[bytes]]], cuts: list[int], whole: bool
 ) -> None:
     conn, lanes = make()
-    expected: list[list[bytes]] = [[], [], []]
-    for index, replies in sends:
-        conn.send(lanes[index], b"ignored", len(replies))
-        expected[index].extend(replies)
-    stream = b"".join(reply for _, replies in sends for reply in replies)
     got: list[list[bytes]] = [[], [], []]
-    position = 0
-    for cut in [*cuts, len(stream)]:
-        conn.data_received(stream[position : position + cut])
-        position += cut
-        for index, lane in enumerate(lanes):
-            got[index].extend(drain(lane, whole))
-        if position >= len(stream):
-            break
+    expected = replay(conn, lanes, sends, cuts, got, whole)
     assert not conn.closed
     assert conn.owed == 0
     for index in range(3):
@@ -103,7 +118,6 @@ def test_replies_taken_straight_from_the_splitter_keep_their_order(
     replies, in order: the splitter offers replies only while none of the lane's wait before
     them, and only whole client writes' worth."""
     conn, lanes = make()
-    expected: list[list[bytes]] = [[], [], []]
     got: list[list[bytes]] = [[], [], []]
     offers = iter(takes * 100)
     for index, lane in enumerate(lanes):
@@ -116,18 +130,7 @@ def test_replies_taken_straight_from_the_splitter_keep_their_order(
             return True
 
         lane.direct = direct
-    for index, replies in sends:
-        conn.send(lanes[index], b"ignored", len(replies))
-        expected[index].extend(replies)
-    stream = b"".join(reply for _, replies in sends for reply in replies)
-    position = 0
-    for cut in [*cuts, len(stream)]:
-        conn.data_received(stream[position : position + cut])
-        position += cut
-        for index, lane in enumerate(lanes):
-            got[index].extend(drain(lane, whole_pieces=True))
-        if position >= len(stream):
-            break
+    expected = replay(conn, lanes, sends, cuts, got, whole_pieces=True)
     assert conn.owed == 0
     for index in range(3):
         assert b"".join(got[index]) == b"".join(expected[index])
@@ -136,7 +139,7 @@ def test_replies_taken_straight_from_the_splitter_keep_their_order(
 def test_an_error_reply_comes_alone_between_pieces() -> None:
     conn, lanes = make()
     lane = lanes[0]
-    conn.send(lane, b"ignored", 5)
+    lane.send(b"ignored", 5)
     conn.data_received(b"+OK\r\n:1\r\n-ERR no\r\n$1\r\nx\r\n:2\r\n")
     assert lane.ready == 2
     assert lane.take_piece() == b"+OK\r\n:1\r\n"
@@ -153,12 +156,17 @@ def test_replies_nobody_asked_for_close_the_connection() -> None:
     assert lanes[0].closed
 
 
+def large_bulk(fill: bytes) -> bytes:
+    """A 600 KiB bulk string reply: past the size at which a reply is streamed."""
+    value = fill * (600 * 1024)
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
 def test_a_large_reply_is_streamed_in_parts() -> None:
     conn, lanes = make()
     lane = lanes[1]
-    conn.send(lane, b"ignored", 2)
-    value = b"v" * (600 * 1024)
-    reply = b"$%d\r\n%s\r\n" % (len(value), value)
+    lane.send(b"ignored", 2)
+    reply = large_bulk(b"v")
     conn.data_received(reply[: 550 * 1024])
     assert lane.streaming
     first, complete = lane.stream_chunk()
@@ -172,9 +180,8 @@ def test_a_large_reply_is_streamed_in_parts() -> None:
 def test_replies_before_a_streamed_one_are_taken_first() -> None:
     conn, lanes = make()
     lane = lanes[0]
-    conn.send(lane, b"ignored", 3)
-    value = b"v" * (600 * 1024)
-    large = b"$%d\r\n%s\r\n" % (len(value), value)
+    lane.send(b"ignored", 3)
+    large = large_bulk(b"v")
     conn.data_received(b":1\r\n:2\r\n" + large[: 550 * 1024])
     assert not lane.streaming  # the two small replies come first
     assert lane.take_piece() == b":1\r\n:2\r\n"
@@ -190,9 +197,8 @@ def test_replies_after_a_streamed_one_wait_for_it() -> None:
     handed out before the large one is complete."""
     conn, lanes = make()
     lane = lanes[0]
-    conn.send(lane, b"ignored", 2)
-    value = b"w" * (600 * 1024)
-    large = b"$%d\r\n%s\r\n" % (len(value), value)
+    lane.send(b"ignored", 2)
+    large = large_bulk(b"w")
     conn.data_received(large[: 550 * 1024])
     first, complete = lane.stream_chunk()
     assert not complete
@@ -208,7 +214,7 @@ def test_replies_after_a_streamed_one_wait_for_it() -> None:
 def test_two_large_replies_in_a_row_keep_their_parts_apart() -> None:
     conn, lanes = make()
     lane = lanes[0]
-    conn.send(lane, b"ignored", 2)
+    lane.send(b"ignored", 2)
     one = b"$%d\r\n%s\r\n" % (600 * 1024, b"1" * (600 * 1024))
     two = b"$%d\r\n%s\r\n" % (600 * 1024, b"2" * (600 * 1024))
     both = one + two
