@@ -1,12 +1,18 @@
 """Benchmark: redis-benchmark GET/SET against Redis directly and through the proxies in front of
 the same Redis, in one run, so ratios compare like with like.
 
-    python bench/redis_ambassador.py [--requests 200000] [--clients 50]
+    python bench/redis_ambassador.py [--requests 200000] [--clients 50] [--rounds 5]
 
 Targets: Redis direct; redis-ambassador master-only; redis-ambassador master + replica with
 prefer-replica; twemproxy (Debian ``nutcracker``) and HAProxy in TCP mode (Debian ``haproxy``)
 when installed. Prints requests/s, the ratios to direct and to twemproxy, and p99 latency;
-every process started here is stopped, and every run has a deadline."""
+every process started here is stopped, and every run has a deadline.
+
+This machine's speed moves by a third from one minute to the next, more than the differences
+measured. So the targets are measured in rounds: in each round every target runs once per
+pipeline depth, in an order rotated from round to round, and each ratio is taken against the
+reference measured in the same round. The table gives the median over the rounds of each
+figure, and the range of the ratios to direct."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_DEADLINE = 300.0
@@ -102,6 +109,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--pipelines", default="1,16")
+    parser.add_argument("--rounds", type=int, default=5, help="measurements of each target")
     args = parser.parse_args()
     for program in ("redis-server", "redis-benchmark"):
         if shutil.which(program) is None:
@@ -178,32 +186,78 @@ def main() -> int:
             wait_port(port)
         time.sleep(0.5)  # the ambassadors' first health checks
 
-        results: list[Result] = []
-        for pipeline in (int(p) for p in args.pipelines.split(",")):
-            for name, port in targets.items():
-                for test, rps, p99 in redis_benchmark(port, pipeline, args.requests, args.clients):
-                    results.append(Result(name, pipeline, test, rps, p99))
-                    line = f"{name:36} -P {pipeline:<3} {test:4} {rps:>10.0f} req/s p99 {p99:.3f}"
-                    print(line, file=sys.stderr, flush=True)
-        print_table(results)
+        rounds: list[list[Result]] = []
+        names = list(targets)
+        for number in range(args.rounds):
+            results: list[Result] = []
+            order = names[number % len(names) :] + names[: number % len(names)]
+            for pipeline in (int(p) for p in args.pipelines.split(",")):
+                for name in order:
+                    port = targets[name]
+                    for test, rps, p99 in redis_benchmark(
+                        port, pipeline, args.requests, args.clients
+                    ):
+                        results.append(Result(name, pipeline, test, rps, p99))
+                        print(
+                            f"round {number + 1} {name:36} -P {pipeline:<3} {test:4} "
+                            f"{rps:>10.0f} req/s p99 {p99:.3f}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            rounds.append(results)
+        print_table(rounds)
         return 0
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def print_table(results: list[Result]) -> None:
-    direct = {(r.pipeline, r.test): r for r in results if r.target == "redis direct"}
-    twem = {(r.pipeline, r.test): r for r in results if r.target == "twemproxy"}
-    print("\n| target | -P | test | req/s | x direct | x twemproxy | p99 ms | added p99 ms |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        ref = direct[(r.pipeline, r.test)]
-        peer = twem.get((r.pipeline, r.test))
-        versus = f"{r.rps / peer.rps:.2f}" if peer else "-"
+@dataclass
+class Figures:
+    """One target's figures for one test, each a list over the rounds."""
+
+    rps: list[float]
+    versus_direct: list[float]
+    versus_twemproxy: list[float]
+    p99_ms: list[float]
+    added_p99_ms: list[float]
+
+
+def paired_figures(rounds: list[list[Result]]) -> dict[tuple[str, int, str], Figures]:
+    """Each result set against the references measured in its own round."""
+    figures: dict[tuple[str, int, str], Figures] = {}
+    for results in rounds:
+        direct = {(r.pipeline, r.test): r for r in results if r.target == "redis direct"}
+        twem = {(r.pipeline, r.test): r for r in results if r.target == "twemproxy"}
+        for r in results:
+            ref = direct[(r.pipeline, r.test)]
+            key = (r.target, r.pipeline, r.test)
+            fig = figures.setdefault(key, Figures([], [], [], [], []))
+            fig.rps.append(r.rps)
+            fig.versus_direct.append(r.rps / ref.rps)
+            peer = twem.get((r.pipeline, r.test))
+            if peer is not None:
+                fig.versus_twemproxy.append(r.rps / peer.rps)
+            fig.p99_ms.append(r.p99_ms)
+            fig.added_p99_ms.append(r.p99_ms - ref.p99_ms)
+    return figures
+
+
+def print_table(rounds: list[list[Result]]) -> None:
+    figures = paired_figures(rounds)
+    print(f"\nMedians over {len(rounds)} rounds; each ratio is to the reference of its own round.")
+    print(
+        "\n| target | -P | test | req/s | x direct | x direct, range | x twemproxy | p99 ms "
+        "| added p99 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (target, pipeline, test), fig in figures.items():
+        versus = f"{median(fig.versus_twemproxy):.2f}" if fig.versus_twemproxy else "-"
         print(
-            f"| {r.target} | {r.pipeline} | {r.test} | {r.rps:,.0f} | {r.rps / ref.rps:.2f} "
-            f"| {versus} | {r.p99_ms:.3f} | {r.p99_ms - ref.p99_ms:+.3f} |"
+            f"| {target} | {pipeline} | {test} | {median(fig.rps):,.0f} "
+            f"| {median(fig.versus_direct):.2f} "
+            f"| {min(fig.versus_direct):.2f} to {max(fig.versus_direct):.2f} | {versus} "
+            f"| {median(fig.p99_ms):.3f} | {median(fig.added_p99_ms):+.3f} |"
         )
 
 
