@@ -100,7 +100,7 @@ _perf_counter = time.perf_counter
 # Larger client writes take the general path, which can stream a large request onwards.
 _FAST_PATH_MAX = 64 * 1024
 _join = b"".join
-_monotonic = time.monotonic
+_FOLD_AT = metrics.FOLD_AT
 _LOCAL_STATS = metrics.COMMAND_STATS.route("local")  # replies the ambassador gives itself
 
 
@@ -228,7 +228,7 @@ class Session(asyncio.Protocol):
         self._scan_node: Node | None = None
         # read-your-writes
         self._pending_writes = 0
-        self._last_write_ack = 0.0
+        self._last_write_ack = 0.0  # perf_counter() when the last write's reply came
         self._wrote = False
         self._need_offset: int | None = None
         # reply pipeline
@@ -515,7 +515,12 @@ class Session(asyncio.Protocol):
                                      write, write, False, commands[0]))  # fmt: skip
             node.outstanding += 1
             if write:
-                self._note_writes(1)
+                # _note_writes(1), written out: this runs for every -P 1 write.
+                self._pending_writes += 1
+                self._wrote = True
+                self._need_offset = None
+                if shared:
+                    self._wrote_shared = True
             if len(queue) > _MAX_GROUPS_IN_FLIGHT:
                 self._pause_client()  # resumed once everything owed is delivered
             return True
@@ -880,7 +885,7 @@ class Session(asyncio.Protocol):
                 if master_up:
                     return backends.master
             elif self._config.read_your_writes_window > 0:
-                since = time.monotonic() - self._last_write_ack
+                since = _perf_counter() - self._last_write_ack
                 if since < self._config.read_your_writes_window and master_up:
                     return backends.master
                 if since >= self._config.read_your_writes_window:
@@ -1134,17 +1139,25 @@ class Session(asyncio.Protocol):
         ):
             return False
         queue.popleft()
-        self._settle(lane, count, count if pending.write else 0, pending.started)
-        if (
-            count == 1
-            and pending.frame is None
-            and pending.batch is None
-            and pending.applies is None
-        ):
-            # Nothing refers to it any more, and every field a single command forwarded by
-            # the fast path does not set is still at its default: kept for the next one
-            # (a Pending costs more to make than to refill).
-            self._spare = pending
+        if count != 1:
+            self._settle(lane, count, count if pending.write else 0, pending.started)
+        else:
+            # _settle for one reply, written out: this runs for every -P 1 request.
+            now = _perf_counter()
+            node = lane.node
+            node.outstanding -= 1
+            if pending.write:
+                self._pending_writes -= 1
+                self._last_write_ack = now
+            latencies = node.stats.latencies
+            latencies.append(now - pending.started)
+            if len(latencies) >= _FOLD_AT:
+                node.stats.fold()
+            if pending.frame is None and pending.batch is None and pending.applies is None:
+                # Nothing refers to it any more, and every field a single command forwarded
+                # by the fast path does not set is still at its default: kept for the next
+                # one (a Pending costs more to make than to refill).
+                self._spare = pending
         if not self._client_gone:
             self._transport.write(piece)  # (may call pause_writing: nothing here depends on it)
         return True
@@ -1219,10 +1232,11 @@ class Session(asyncio.Protocol):
         already taken off the queue: account for them (the caller passes the piece on)."""
         node = lane.node
         node.outstanding -= count
+        now = _perf_counter()
         if writes:
             self._pending_writes -= writes
-            self._last_write_ack = _monotonic()
-        node.stats.observe(_perf_counter() - started, count)
+            self._last_write_ack = now
+        node.stats.observe(now - started, count)
 
     def _forward_idle_pushes(self) -> None:
         """RESP3 pushes (CLIENT TRACKING invalidations) that arrive while nothing is owed are
@@ -1287,13 +1301,14 @@ class Session(asyncio.Protocol):
         upstream = pending.upstream
         if upstream is not None:
             upstream.node.outstanding -= 1
+        now = _perf_counter()
         if pending.write:
             self._pending_writes -= 1
-            self._last_write_ack = time.monotonic()
+            self._last_write_ack = now
         if not pending.forward or pending.literal:
             return  # (an answer of the ambassador's own was counted when given: _answer)
         stats = _LOCAL_STATS if upstream is None else upstream.node.stats
-        stats.observe(_perf_counter() - pending.started, 1, reply[:1] == b"-")
+        stats.observe(now - pending.started, 1, reply[:1] == b"-")
 
     # -- the slow path: one head-of-line command that needs to wait -----------------------
 

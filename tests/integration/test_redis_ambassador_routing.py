@@ -338,3 +338,31 @@ def test_every_command_is_counted_once_in_the_metrics(
     assert amb.metric("redis_ambassador_commands_total", route="master") == 3
     assert amb.metric("redis_ambassador_commands_total", route="error", result="error") == 1
     assert total == 6
+
+
+def test_one_command_per_write_is_counted_with_its_latency(
+    redis_set: RedisSet, ambassador_factory: Callable[..., AmbassadorProcess]
+) -> None:
+    """The path of one command per client write collects latencies and folds them into the
+    histogram in batches (metrics.FOLD_AT): every command is counted once, folded or not."""
+    amb = ambassador_factory(ambassador_args(redis_set, "--read-policy", "master"))
+    client = amb.client()
+    client.ping()  # the connection's own set-up commands, before the counting starts
+
+    def figures() -> tuple[float, float, float]:
+        return (
+            amb.metric("redis_ambassador_commands_total", route="master", result="ok"),
+            amb.metric("redis_ambassador_command_duration_seconds_count", route="master"),
+            amb.metric(
+                "redis_ambassador_command_duration_seconds_bucket", route="master", le="+Inf"
+            ),
+        )
+
+    before = figures()
+    commands = 1500  # a batch folded on the hot path, the rest at the scrape
+    for i in range(commands // 2):
+        client.set(f"p1:{i}", i)
+        assert client.get(f"p1:{i}") == str(i).encode()
+    after = figures()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [commands] * 3
+    assert amb.metric("redis_ambassador_command_duration_seconds_sum", route="master") > 0
