@@ -219,6 +219,9 @@ class Session(asyncio.Protocol):
         self._conns: dict[Node, Link] = {}
         self._retired: list[Link] = []
         self._shared_ok = config.shared_connections > 0
+        # Every read goes to the master (while it is up): the fast path need not ask the
+        # read policy.
+        self._reads_on_master = config.read_policy is ReadPolicy.MASTER
         self._protocol = 2  # RESP version of the shared connections this client uses
         self._wrote_shared = False  # a write went out on a shared connection
         self._prelude: dict[str, bytes] = {}
@@ -493,10 +496,25 @@ class Session(asyncio.Protocol):
             if action is None:
                 return False if (found := _fast_actions(commands, table)) is None else (
                     self._forward_batch(data, commands, found))  # fmt: skip
-            upstream = self._send_fast(action is _READ, data, 1)
-            if upstream is None:
-                return False
-            node = upstream.node
+            if action is _READ and not self._reads_on_master:
+                upstream = self._send_fast(True, data, 1)
+                if upstream is None:
+                    return False
+                node = upstream.node
+            else:
+                # _send_fast for the master, written out for its usual case: a connection
+                # there is open and the master is up (anything else: _send_fast itself).
+                node = self._backends.master
+                upstream = self._conns.get(node)
+                if upstream is None or upstream.stale or not node.up:
+                    upstream = self._send_fast(action is _READ, data, 1)
+                    if upstream is None:
+                        return False
+                else:
+                    try:  # noqa: SIM105 - cheaper than contextlib.suppress
+                        upstream.send(data, 1)
+                    except ConnectionError:
+                        pass  # the replies' wait ends with the connection: _drain handles it
             write = action is _WRITE  # (and so sent to the master)
             pending = self._spare
             if pending is not None:
