@@ -92,9 +92,17 @@ class SharedConnection(asyncio.Protocol):
         self._close(str(exc) if exc else f"{self.node.address} closed the connection")
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        pos = self._pos
+        buf: bytes | bytearray
+        if self._buf:
+            buf = self._buf
+            buf += data
+            pos = self._pos
+        else:
+            # Nothing left over from the last read (the usual case): the replies are cut
+            # from the bytes as they came, one copy each; only an incomplete reply at the
+            # end is kept, in the buffer.
+            buf = data
+            pos = 0
         owed = self._owed
         woken = self._woken
         try:
@@ -103,11 +111,17 @@ class SharedConnection(asyncio.Protocol):
             self.abort(str(exc))
             return
         finally:
-            if pos == len(buf) or pos >= _COMPACT_AT:
-                del buf[:pos]
-                self._scanner.rebase(pos)
-                pos = 0
-            self._pos = pos
+            if buf is data:
+                if pos < len(data):
+                    self._buf += memoryview(data)[pos:]
+                    self._scanner.rebase(pos)
+                self._pos = 0
+            else:
+                if pos == len(buf) or pos >= _COMPACT_AT:
+                    del self._buf[:pos]
+                    self._scanner.rebase(pos)
+                    pos = 0
+                self._pos = pos
             if woken:
                 self._woken = []
                 for lane in woken:
@@ -120,7 +134,7 @@ class SharedConnection(asyncio.Protocol):
             # RESP2 only), so this is a protocol fault; every lane's commands are suspect.
             self.abort("unexpected data from Redis on a shared connection")
 
-    def _split(self, buf: bytearray, pos: int, owed: deque[tuple[Lane | None, int]]) -> int:
+    def _split(self, buf: bytes | bytearray, pos: int, owed: deque[tuple[Lane | None, int]]) -> int:
         """Hand every complete reply in ``buf`` from ``pos`` to the lane that asked for it.
 
         Consecutive replies to one lane go to it as one piece with their count (a pipeline's
