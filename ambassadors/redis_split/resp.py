@@ -9,6 +9,7 @@ chunks is scanned once, not once per chunk.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container
 from dataclasses import dataclass
 
@@ -40,7 +41,9 @@ class Command:
     name: bytes  # lower-case
     args: tuple[bytes, ...]  # the first PEEK_ARGS short arguments after the name, as sent
     argc: int  # number of arguments including the name
-    inline: bool
+    # An inline command, as the RESP request that is forwarded instead of the line: Redis then
+    # runs exactly the arguments the routing looked at. None: a RESP request, sent as it came.
+    encoded: bytes | None
 
 
 def _parse_length(buf: bytes | bytearray, start: int, eol: int, what: str) -> int:
@@ -109,7 +112,7 @@ class RequestScanner:
         it has all arrived (``end`` is -1). None between frames or before the name."""
         if self._start < 0 or self.streaming or not self._name:
             return None
-        return Command(self._start, -1, self._name, tuple(self._args), self._argc, False)
+        return Command(self._start, -1, self._name, tuple(self._args), self._argc, None)
 
     @property
     def frame_start(self) -> int:
@@ -234,7 +237,7 @@ class RequestScanner:
         self._left = 0
         self._name = name
         self._start, start = -1, self._start
-        return Command(start, pos, name, tuple(args), self._argc, False)
+        return Command(start, pos, name, tuple(args), self._argc, None)
 
     def _scan_inline(self, buf: bytes | bytearray, pos: int) -> Command | None:
         eol = buf.find(b"\n", pos)
@@ -244,12 +247,10 @@ class RequestScanner:
             return None
         if eol - pos > MAX_INLINE:
             raise ProtocolError("Protocol error: too big inline request")
-        line = bytes(buf[pos:eol]).rstrip(b"\r")
-        if b'"' in line or b"'" in line:
-            # Quoted inline arguments need Redis's full sdssplitargs rules; a proxy that only
-            # routes can refuse them rather than guess (redis-cli never sends inline).
-            raise ProtocolError("Protocol error: quoted inline commands are not supported")
-        words = line.split()
+        line = bytes(buf[pos:eol])
+        if line.endswith(b"\r"):
+            line = line[:-1]  # (Redis drops one CR before the LF, no more)
+        words = split_inline(line)
         if not words:
             self._start = -1
             return self.scan(buf, eol + 1)
@@ -259,8 +260,94 @@ class RequestScanner:
             name=words[0].lower(),
             args=tuple(w for w in words[1 : 1 + PEEK_ARGS]),
             argc=len(words),
-            inline=True,
+            encoded=encode_command(*words),
         )
+
+
+# What plain ``bytes.split`` would not split as Redis does: quotes, a NUL, and \v and \f (blanks
+# between arguments but not inside one).
+_UNQUOTED_SPECIAL = re.compile(rb"[\"'\x00\x0b\x0c]")
+_SPACE = frozenset(b" \t\n\r\x0b\x0c")  # C isspace()
+_TOKEN_END = frozenset(b" \t\n\r")
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_BACKSLASH, _DOUBLE_QUOTE, _SINGLE_QUOTE = b"\\\"'"
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """An inline command's arguments, split as Redis splits them (``sdssplitargs``): blanks
+    separate arguments; "double quotes" take the escapes \\n \\r \\t \\b \\a \\xHH and a
+    backslash before any other character; 'single quotes' take only \\'; a closing quote must
+    end the argument.
+
+    A NUL byte is refused: Redis looks for the end of an inline line with ``strchr``, which
+    stops at a NUL, so it would never run the line and would take whatever followed on the
+    connection as part of it until 64 KiB had piled up."""
+    if _UNQUOTED_SPECIAL.search(line) is None:
+        return line.split(None)  # no quotes: plain blank-separated words (the usual case)
+    if b"\x00" in line:
+        raise ProtocolError("Protocol error: NUL byte in an inline request")
+    args: list[bytes] = []
+    end = len(line)
+    pos = 0
+    while True:
+        while pos < end and line[pos] in _SPACE:
+            pos += 1
+        if pos == end:
+            return args
+        current = bytearray()
+        quote = 0  # the quote character the argument is inside, if any
+        while True:
+            char = line[pos] if pos < end else 0  # 0: the end of the line (no NUL in it)
+            if quote == _DOUBLE_QUOTE:
+                if (
+                    char == _BACKSLASH
+                    and line[pos + 1 : pos + 2] == b"x"
+                    and _is_hex(line, pos + 2)
+                ):
+                    current.append(int(line[pos + 2 : pos + 4], 16))
+                    pos += 3
+                elif char == _BACKSLASH and pos + 1 < end:
+                    pos += 1
+                    current.append(_ESCAPES.get(line[pos], line[pos]))
+                elif char == _DOUBLE_QUOTE:
+                    _closing_quote(line, pos + 1)
+                    pos += 1
+                    break
+                elif char == 0:
+                    raise ProtocolError("Protocol error: unbalanced quotes in request")
+                else:
+                    current.append(char)
+            elif quote == _SINGLE_QUOTE:
+                if char == _BACKSLASH and line[pos + 1 : pos + 2] == b"'":
+                    pos += 1
+                    current.append(_SINGLE_QUOTE)
+                elif char == _SINGLE_QUOTE:
+                    _closing_quote(line, pos + 1)
+                    pos += 1
+                    break
+                elif char == 0:
+                    raise ProtocolError("Protocol error: unbalanced quotes in request")
+                else:
+                    current.append(char)
+            elif char in _TOKEN_END or char == 0:
+                break
+            elif char in (_DOUBLE_QUOTE, _SINGLE_QUOTE):
+                quote = char
+            else:
+                current.append(char)
+            pos += 1
+        args.append(bytes(current))
+
+
+def _is_hex(line: bytes, pos: int) -> bool:
+    """Two hex digits at ``pos`` (the HH of \\xHH)."""
+    return pos + 1 < len(line) and line[pos] in _HEX and line[pos + 1] in _HEX
+
+
+def _closing_quote(line: bytes, after: int) -> None:
+    if after < len(line) and line[after] not in _SPACE:
+        raise ProtocolError("Protocol error: unbalanced quotes in request")
 
 
 # Reply type bytes (RESP2 + RESP3).

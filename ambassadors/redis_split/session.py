@@ -426,7 +426,10 @@ class Session(asyncio.Protocol):
                     elif self._leave_shared():
                         break  # dispatched once the shared connections have answered
                 pos = command.end
-                self._dispatch(command, action, bytes(buf[command.start : pos]), touched)
+                frame = command.encoded
+                if frame is None:
+                    frame = bytes(buf[command.start : pos])
+                self._dispatch(command, action, frame, touched)
         except ProtocolError as exc:
             metrics.REJECTED_CLIENTS.labels("protocol").inc()
             log.info("protocol error, closing client", extra={"reason": str(exc)})

@@ -390,3 +390,22 @@ def test_inline_commands_pipelined_with_multibulk(
     proxied = _raw_exchange(amb.port, payload, 9)
     assert proxied == direct
     assert direct == b"+PONG\r\n+OK\r\n:2\r\n$1\r\n2\r\n$5\r\nhello\r\n+RESET\r\n+OK\r\n"
+
+
+def test_quoted_inline_commands(stack: tuple[RedisSet, AmbassadorProcess]) -> None:
+    """Quoted inline arguments (Redis's sdssplitargs rules) route and run as they do on Redis;
+    unbalanced quotes end the connection with Redis's error."""
+    nodes, amb = stack
+    payload = (
+        b'SET "key one" "hello world"\r\nGET "key one"\r\nSET k\'ey\' \'it\\\'s\'\r\n'
+        b'GET key\r\nECHO "\\x41\\tB"\r\nSTRLEN "key one"\r\nSET "unbalanced\r\nPING\r\n'
+    )
+    reset(nodes)
+    direct = _raw_exchange(nodes.master.port, payload, 7)
+    reset(nodes)
+    proxied = _raw_exchange(amb.port, payload, 7)
+    assert proxied == direct
+    assert direct == (
+        b"+OK\r\n$11\r\nhello world\r\n+OK\r\n$4\r\nit's\r\n$3\r\nA\tB\r\n:11\r\n"
+        b"-ERR Protocol error: unbalanced quotes in request\r\n"
+    )

@@ -180,7 +180,14 @@ def test_malformed_input_closes_only_that_client(
     amb = ambassador_factory(ambassador_args(redis_set, "--read-your-writes"))
     good = amb.client(single_connection_client=True)
     good.set("still", "here")
-    for garbage in (b"*1\r\n+PING\r\n", b"*2\r\n$3\r\nGET\r\n$-7\r\n", b"*99999999999\r\n"):
+    for garbage in (
+        b"*1\r\n+PING\r\n",
+        b"*2\r\n$3\r\nGET\r\n$-7\r\n",
+        b"*99999999999\r\n",
+        # An inline line with a NUL: Redis would take the commands after it, from every client
+        # sharing the connection, as part of the line (see split_inline).
+        b"SET a\x00b c\r\n",
+    ):
         with socket.create_connection(("127.0.0.1", amb.port), timeout=5) as bad:
             bad.sendall(b"PING\r\n" + garbage + b"PING\r\n")
             received = b""

@@ -16,6 +16,7 @@ from ambassadors.redis_split.resp import (
     RequestScanner,
     UpstreamProtocolError,
     encode_command,
+    split_inline,
 )
 
 
@@ -60,6 +61,46 @@ def test_inline_commands_and_blank_lines() -> None:
     assert [(name, argc) for name, argc, _ in found] == [(b"ping", 1), (b"set", 3), (b"get", 2)]
 
 
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        (b"SET a 1", [b"SET", b"a", b"1"]),
+        (b"  SET\ta   1  ", [b"SET", b"a", b"1"]),
+        (b'SET k "hello world"', [b"SET", b"k", b"hello world"]),
+        (b"SET k 'it''s'", None),  # a closing quote glued to the next one
+        (b"SET k 'it\\'s'", [b"SET", b"k", b"it's"]),
+        (b'SET k "a\\nb\\t\\x41\\x4g\\"q\\\\"', [b"SET", b"k", b'a\nb\tAx4g"q\\']),
+        (b"SET k 'a\\nb'", [b"SET", b"k", b"a\\nb"]),  # no escapes in single quotes
+        (b'SET k ""', [b"SET", b"k", b""]),
+        (b'SET k"ey" v', [b"SET", b"key", b"v"]),  # a quote starts inside a word
+        (b"SET \x0bk v", [b"SET", b"k", b"v"]),  # \v and \f are blanks before a word...
+        (b"SET k\x0bj v", [b"SET", b"k\x0bj", b"v"]),  # ...but not inside one
+        (b'SET "end\\', None),
+    ],
+)
+def test_inline_arguments_split_as_redis_does(line: bytes, words: list[bytes] | None) -> None:
+    """(tests/integration/test_redis_inline_split.py checks the same against Redis itself.)"""
+    if words is None:
+        with pytest.raises(ProtocolError, match="unbalanced quotes"):
+            split_inline(line)
+    else:
+        assert split_inline(line) == words
+
+
+@pytest.mark.parametrize("line", [b"SET a\x00b c", b'SET "a\x00b"', b"\x00"])
+def test_a_nul_byte_in_an_inline_request_is_refused(line: bytes) -> None:
+    """Redis would wait for the end of the line forever (strchr stops at the NUL)."""
+    with pytest.raises(ProtocolError, match="NUL byte"):
+        split_inline(line)
+
+
+@given(st.binary(max_size=200))
+def test_inline_splitting_never_fails_but_with_a_protocol_error(line: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        words = split_inline(line)
+        assert all(isinstance(word, bytes) for word in words)
+
+
 def test_peeked_arguments_are_short_ones_only() -> None:
     scanner = RequestScanner()
     data = encode_command("XREAD", "COUNT", "2", "BLOCK", "0", "STREAMS", "s", "x" * 100)
@@ -78,7 +119,9 @@ def test_peeked_arguments_are_short_ones_only() -> None:
         b"*1\r\n$-5\r\n",
         b"*1\r\n$4\r\nPINGxx",  # bulk not terminated by CRLF
         b"*2000000\r\n",  # above the multibulk limit
-        b'SET "quoted value"\r\n',
+        b'SET "unterminated value\r\n',
+        b'SET "closing quote"glued\r\n',
+        b"SET 'single'glued\r\n",
     ],
 )
 def test_malformed_requests_raise_protocol_error(data: bytes) -> None:
