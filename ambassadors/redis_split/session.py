@@ -240,6 +240,7 @@ class Session(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_size = 0
         self._slow_task: asyncio.Task[None] | None = None
+        self._answered_by: Node | None = None  # the node whose reply the slow path got
         self._blocked = False  # dispatch nothing more until every reply is delivered
         self._closing = False  # no more commands: deliver what is owed, then close
         self._client_gone = True  # until connection_made: nothing to write to
@@ -1318,7 +1319,9 @@ class Session(asyncio.Protocol):
             self._out.clear()
             self._out_size = 0
 
-    def _account(self, pending: Pending, reply: bytes) -> None:
+    def _account(self, pending: Pending, reply: bytes, answered_by: Node | None = None) -> None:
+        """The reply's bookkeeping: counters, latency, read-your-writes. ``answered_by``: the
+        node that answered a command re-sent by the slow path (no longer linked to it)."""
         upstream = pending.upstream
         if upstream is not None:
             upstream.node.outstanding -= 1
@@ -1328,7 +1331,10 @@ class Session(asyncio.Protocol):
             self._last_write_ack = now
         if not pending.forward or pending.literal:
             return  # (an answer of the ambassador's own was counted when given: _answer)
-        stats = _LOCAL_STATS if upstream is None else upstream.node.stats
+        if answered_by is not None:
+            stats = answered_by.stats
+        else:
+            stats = _LOCAL_STATS if upstream is None else upstream.node.stats
         stats.observe(now - pending.started, 1, reply[:1] == b"-")
 
     # -- the slow path: one head-of-line command that needs to wait -----------------------
@@ -1339,10 +1345,11 @@ class Session(asyncio.Protocol):
 
     async def _slow_run(self, pending: Pending, error: bytes | None) -> None:
         try:
+            self._answered_by = None
             reply = await self._resolve(pending, error)
             if reply is not None and self._queue and self._queue[0] is pending:
                 self._queue.popleft()
-                self._account(pending, reply)
+                self._account(pending, reply, self._answered_by)
                 if pending.forward:
                     self._emit(reply)
         except Exception:
@@ -1439,6 +1446,7 @@ class Session(asyncio.Protocol):
                         await upstream.wait()
                         found = upstream.try_reply()
                     reply = found
+            self._answered_by = node
             return reply
         finally:
             node.release(upstream, reusable=not prelude)

@@ -282,6 +282,14 @@ def test_a_hung_replica_is_abandoned_after_the_upstream_timeout(
     redis_set.master.client().execute_command("WAIT", 2, 2000)
     frozen = redis_set.replicas[0]
     assert frozen.process is not None
+
+    def answered() -> float:
+        return sum(
+            amb.metric("redis_ambassador_commands_total", route=route)
+            for route in ("master", "replica")
+        )
+
+    answered_before = answered()
     frozen.process.send_signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
@@ -290,6 +298,8 @@ def test_a_hung_replica_is_abandoned_after_the_upstream_timeout(
     finally:
         frozen.process.send_signal(signal.SIGCONT)
     assert amb.metric("redis_ambassador_retries_total", reason="upstream_lost") >= 1
+    # Each read counted under the node that answered it, those re-sent elsewhere included.
+    assert answered() - answered_before == 20
 
 
 def test_idle_clients_are_closed(
