@@ -299,30 +299,12 @@ def split_inline(line: bytes) -> list[bytes]:
         quote = 0  # the quote character the argument is inside, if any
         while True:
             char = line[pos] if pos < end else 0  # 0: the end of the line (no NUL in it)
-            if quote == _DOUBLE_QUOTE:
-                if (
-                    char == _BACKSLASH
-                    and line[pos + 1 : pos + 2] == b"x"
-                    and _is_hex(line, pos + 2)
-                ):
-                    current.append(int(line[pos + 2 : pos + 4], 16))
-                    pos += 3
-                elif char == _BACKSLASH and pos + 1 < end:
-                    pos += 1
-                    current.append(_ESCAPES.get(line[pos], line[pos]))
-                elif char == _DOUBLE_QUOTE:
-                    _closing_quote(line, pos + 1)
-                    pos += 1
-                    break
-                elif char == 0:
-                    raise ProtocolError("Protocol error: unbalanced quotes in request")
-                else:
-                    current.append(char)
-            elif quote == _SINGLE_QUOTE:
-                if char == _BACKSLASH and line[pos + 1 : pos + 2] == b"'":
-                    pos += 1
-                    current.append(_SINGLE_QUOTE)
-                elif char == _SINGLE_QUOTE:
+            if quote:
+                escape = _escape_at(line, pos, quote) if char == _BACKSLASH else None
+                if escape is not None:
+                    value, pos = escape
+                    current.append(value)
+                elif char == quote:
                     _closing_quote(line, pos + 1)
                     pos += 1
                     break
@@ -338,6 +320,19 @@ def split_inline(line: bytes) -> list[bytes]:
                 current.append(char)
             pos += 1
         args.append(bytes(current))
+
+
+def _escape_at(line: bytes, pos: int, quote: int) -> tuple[int, int] | None:
+    """The byte that the backslash at ``pos`` and what follows it stand for inside ``quote``,
+    and where that escape ends; None: the backslash is an ordinary character."""
+    following = line[pos + 1 : pos + 2]
+    if quote == _SINGLE_QUOTE:
+        return (_SINGLE_QUOTE, pos + 1) if following == b"'" else None
+    if following == b"x" and _is_hex(line, pos + 2):
+        return int(line[pos + 2 : pos + 4], 16), pos + 3
+    if following:
+        return _ESCAPES.get(following[0], following[0]), pos + 1
+    return None
 
 
 def _is_hex(line: bytes, pos: int) -> bool:

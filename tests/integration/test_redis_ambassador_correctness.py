@@ -374,6 +374,18 @@ def _raw_exchange(port: int, payload: bytes, expect_replies: int) -> bytes:
         return received
 
 
+def _same_raw_exchange(
+    nodes: RedisSet, amb: AmbassadorProcess, payload: bytes, expect_replies: int
+) -> bytes:
+    """What Redis answers to ``payload``, which the ambassador must answer alike, byte for
+    byte (each from an empty dataset)."""
+    reset(nodes)
+    direct = _raw_exchange(nodes.master.port, payload, expect_replies)
+    reset(nodes)
+    assert _raw_exchange(amb.port, payload, expect_replies) == direct
+    return direct
+
+
 def test_inline_commands_pipelined_with_multibulk(
     stack: tuple[RedisSet, AmbassadorProcess],
 ) -> None:
@@ -384,11 +396,7 @@ def test_inline_commands_pipelined_with_multibulk(
         b"PING\r\nSET inline 1\r\n\r\n*2\r\n$4\r\nINCR\r\n$6\r\ninline\r\nGET inline\n"
         b"ECHO hello\r\nRESET\r\nQUIT\r\n"
     )
-    reset(nodes)
-    direct = _raw_exchange(nodes.master.port, payload, 9)
-    reset(nodes)
-    proxied = _raw_exchange(amb.port, payload, 9)
-    assert proxied == direct
+    direct = _same_raw_exchange(nodes, amb, payload, 9)
     assert direct == b"+PONG\r\n+OK\r\n:2\r\n$1\r\n2\r\n$5\r\nhello\r\n+RESET\r\n+OK\r\n"
 
 
@@ -400,11 +408,7 @@ def test_quoted_inline_commands(stack: tuple[RedisSet, AmbassadorProcess]) -> No
         b'SET "key one" "hello world"\r\nGET "key one"\r\nSET k\'ey\' \'it\\\'s\'\r\n'
         b'GET key\r\nECHO "\\x41\\tB"\r\nSTRLEN "key one"\r\nSET "unbalanced\r\nPING\r\n'
     )
-    reset(nodes)
-    direct = _raw_exchange(nodes.master.port, payload, 7)
-    reset(nodes)
-    proxied = _raw_exchange(amb.port, payload, 7)
-    assert proxied == direct
+    direct = _same_raw_exchange(nodes, amb, payload, 7)
     assert direct == (
         b"+OK\r\n$11\r\nhello world\r\n+OK\r\n$4\r\nit's\r\n$3\r\nA\tB\r\n:11\r\n"
         b"-ERR Protocol error: unbalanced quotes in request\r\n"
