@@ -92,9 +92,8 @@ class CommandStats(Collector):
             labels=["route", "result"],
         )
         routes = sorted(self.routes.items())
-        for _, stats in routes:
-            stats.fold()
         for route, stats in routes:
+            stats.fold()  # (latencies collected since the last fold count towards every series)
             if stats.errors:
                 commands.add_metric([route, "error"], stats.errors)
             if stats.ok:

@@ -1588,6 +1588,6 @@ class Session(asyncio.Protocol):
             if pending.upstream is not None:
                 pending.upstream.node.outstanding -= pending.count
         self._queue.clear()
-        if hasattr(self, "_transport"):  # (a shutdown can come before connection_made)
+        if not self._client_gone:  # (also before connection_made: a shutdown can come first)
             self._transport.close()
         self._on_finished(self)
